@@ -1,0 +1,17 @@
+//! The database schema of shiplog, as an ordered list of migrations.
+//!
+//! The server applies every pending migration when it starts; the command line
+//! (`cargo run -p migration -- status|up|down`) does the same by hand.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_deployments;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_deployments::Migration)]
+    }
+}

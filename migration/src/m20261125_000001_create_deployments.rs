@@ -1,0 +1,101 @@
+//! The two tables of shiplog.
+//!
+//! `deployments` holds the current state of every deployment, for ordinary reads.
+//! `deployment_events` is the append-only history: one row per action, numbered by a
+//! global sequence (`seq`) that follows commit order because shiplog commits through a
+//! single writer. The database itself refuses to change or remove an event.
+//!
+//! Times are integers: milliseconds since the Unix epoch, UTC. Written as plain SQL
+//! because the exact SQLite forms matter here (STRICT tables, `INTEGER PRIMARY KEY`
+//! as the rowid, triggers).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &str = r#"
+CREATE TABLE deployments (
+    id                      TEXT    NOT NULL PRIMARY KEY, -- UUIDv7, lowercase hyphenated
+    service                 TEXT    NOT NULL,
+    environment             TEXT    NOT NULL,
+    version                 TEXT    NOT NULL,
+    requester               TEXT    NOT NULL,
+    work_refs               TEXT    NOT NULL,             -- JSON array of strings
+    risk                    TEXT,
+    rollback_plan           TEXT    NOT NULL,
+    status                  TEXT    NOT NULL CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
+                                'REJECTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK')),
+    reviewed_by             TEXT,
+    reviewed_at             INTEGER,
+    created_at              INTEGER NOT NULL,
+    updated_at              INTEGER NOT NULL,
+    -- Room for idempotent creation: a client's key and a digest of the input it came with.
+    idempotency_key         TEXT    UNIQUE,
+    idempotency_fingerprint TEXT
+) STRICT;
+
+-- Lists are newest first by (created_at, id) with keyset cursors. Each filter has an
+-- index whose equality columns come first, so a page is a range scan in order, never a sort.
+CREATE INDEX deployments_by_time ON deployments (created_at, id);
+CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
+CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
+CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
+CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
+
+CREATE TABLE deployment_events (
+    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- never reused, even after a rollback
+    id            TEXT    NOT NULL UNIQUE,                    -- UUIDv7
+    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    service       TEXT    NOT NULL,                           -- copied: never changes
+    environment   TEXT    NOT NULL,                           -- copied: never changes
+    kind          TEXT    NOT NULL CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
+                      'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK')),
+    actor         TEXT    NOT NULL,
+    note          TEXT,
+    from_status   TEXT,
+    to_status     TEXT    NOT NULL,
+    occurred_at   INTEGER NOT NULL
+) STRICT;
+
+-- Every index implicitly ends with the rowid (seq), so each serves its filter in commit order.
+CREATE INDEX deployment_events_by_deployment ON deployment_events (deployment_id);
+CREATE INDEX deployment_events_by_service ON deployment_events (service);
+CREATE INDEX deployment_events_by_environment ON deployment_events (environment);
+CREATE INDEX deployment_events_by_kind ON deployment_events (kind);
+
+CREATE TRIGGER deployment_events_no_update BEFORE UPDATE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+CREATE TRIGGER deployment_events_no_delete BEFORE DELETE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+"#;
+
+const DOWN: &str = r#"
+DROP TRIGGER IF EXISTS deployment_events_no_delete;
+DROP TRIGGER IF EXISTS deployment_events_no_update;
+DROP TABLE IF EXISTS deployment_events;
+DROP TABLE IF EXISTS deployments;
+"#;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(UP).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(DOWN).await?;
+        Ok(())
+    }
+
+    // All of it or none of it: a half-created schema would be worse than none.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+}

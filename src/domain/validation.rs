@@ -1,0 +1,262 @@
+//! Turning what clients send into values the lifecycle accepts, reporting every problem at once.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::lifecycle::Action;
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_VERSION_CHARS: usize = 200;
+pub const MAX_WORK_REFS: usize = 50;
+pub const MAX_WORK_REF_CHARS: usize = 500;
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// One problem with one input field. `field` is a path relative to the input object,
+/// such as `risk` or `workRefs[2]`; the API edge prefixes it with the argument name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in one input, in field order. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid input: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{} {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects field problems while a whole input is checked.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationErrors(self.0))
+        }
+    }
+
+    /// A required one-line value: trimmed, 1..=max characters, no control characters.
+    fn line(&mut self, field: &str, raw: &str, max: usize) -> String {
+        let value = raw.trim();
+        if value.is_empty() {
+            self.add(field, "must not be blank");
+        } else if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        }
+        value.to_owned()
+    }
+
+    /// Free text (newlines allowed): trimmed, at most max characters; blank becomes `None`.
+    fn text(&mut self, field: &str, raw: Option<&str>, max: usize) -> Option<String> {
+        let value = raw.map(str::trim).filter(|v| !v.is_empty())?;
+        if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        }
+        Some(value.to_owned())
+    }
+}
+
+/// The names of the environments whose deployments must state their risk,
+/// compared trimmed and case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductionEnvironments(BTreeSet<String>);
+
+impl ProductionEnvironments {
+    pub fn new<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self(
+            names
+                .into_iter()
+                .map(|n| normalize_name(n.as_ref()))
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, environment: &str) -> bool {
+        self.0.contains(&normalize_name(environment))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl Default for ProductionEnvironments {
+    fn default() -> Self {
+        Self::new(["production"])
+    }
+}
+
+/// Trimmed and lowercased: how actor and environment names are compared.
+fn normalize_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// A deployment request as a client sent it, nothing checked yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentRequest {
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub requester: String,
+    pub work_refs: Vec<String>,
+    pub risk: Option<String>,
+    pub rollback_plan: String,
+}
+
+/// A deployment request that passed every creation rule; its strings are trimmed.
+/// The only way to build one is [`NewDeployment::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    service: String,
+    environment: String,
+    version: String,
+    requester: String,
+    work_refs: Vec<String>,
+    risk: Option<String>,
+    rollback_plan: String,
+}
+
+impl NewDeployment {
+    pub fn validate(
+        request: &DeploymentRequest,
+        production: &ProductionEnvironments,
+    ) -> Result<Self, ValidationErrors> {
+        let mut p = Problems::default();
+        let service = p.line("service", &request.service, MAX_NAME_CHARS);
+        let environment = p.line("environment", &request.environment, MAX_NAME_CHARS);
+        let version = p.line("version", &request.version, MAX_VERSION_CHARS);
+        let requester = p.line("requester", &request.requester, MAX_NAME_CHARS);
+
+        if request.work_refs.is_empty() {
+            p.add("workRefs", "must have at least one entry");
+        } else if request.work_refs.len() > MAX_WORK_REFS {
+            p.add(
+                "workRefs",
+                format!("must have at most {MAX_WORK_REFS} entries"),
+            );
+        }
+        let work_refs = request
+            .work_refs
+            .iter()
+            .enumerate()
+            .take(MAX_WORK_REFS)
+            .map(|(i, r)| p.line(&format!("workRefs[{i}]"), r, MAX_WORK_REF_CHARS))
+            .collect();
+
+        let risk = p.text("risk", request.risk.as_deref(), MAX_TEXT_CHARS);
+        if risk.is_none() && production.contains(&environment) {
+            p.add("risk", "is required for a production environment");
+        }
+        let rollback_plan = p.text(
+            "rollbackPlan",
+            Some(request.rollback_plan.as_str()),
+            MAX_TEXT_CHARS,
+        );
+        if rollback_plan.is_none() {
+            p.add("rollbackPlan", "must not be blank");
+        }
+
+        p.finish(NewDeployment {
+            service,
+            environment,
+            version,
+            requester,
+            work_refs,
+            risk,
+            rollback_plan: rollback_plan.unwrap_or_default(),
+        })
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    pub fn requester(&self) -> &str {
+        &self.requester
+    }
+    pub fn work_refs(&self) -> &[String] {
+        &self.work_refs
+    }
+    pub fn risk(&self) -> Option<&str> {
+        self.risk.as_deref()
+    }
+    pub fn rollback_plan(&self) -> &str {
+        &self.rollback_plan
+    }
+}
+
+/// A lifecycle action with a checked actor and note. Built by [`ActionCommand::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionCommand {
+    action: Action,
+    actor: String,
+    note: Option<String>,
+}
+
+impl ActionCommand {
+    pub fn validate(
+        action: Action,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<Self, ValidationErrors> {
+        let mut p = Problems::default();
+        let actor = p.line("actor", actor, MAX_NAME_CHARS);
+        let note = p.text("note", note, MAX_TEXT_CHARS);
+        if note.is_none() && action.requires_note() {
+            p.add("note", format!("is required to {action}"));
+        }
+        p.finish(ActionCommand {
+            action,
+            actor,
+            note,
+        })
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+}
+
+/// True when `actor` and `requester` name the same person (trimmed, case-insensitive).
+pub fn same_person(actor: &str, requester: &str) -> bool {
+    normalize_name(actor) == normalize_name(requester)
+}
