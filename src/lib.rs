@@ -1,1 +1,17 @@
+//! shiplog: the durable, reviewable record of software deployments, served over GraphQL.
+//!
+//! Read in this order:
+//! - [`domain`]: the lifecycle. Statuses, actions, the transition table, validation.
+//!   Pure; every rule lives here once.
+//! - [`store`]: SQLite through SeaORM. One transaction per action, keyset pages, batch
+//!   loads, and the hub that hands committed events to subscribers.
+//! - [`graphql`]: the schema. Translates the contract to domain and store calls and maps
+//!   errors to `extensions.code`.
+//! - [`server`]: axum. Routes, GraphiQL, health, graceful shutdown.
+//! - [`config`]: the command line.
+
+pub mod config;
 pub mod domain;
+pub mod graphql;
+pub mod server;
+pub mod store;

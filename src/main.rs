@@ -1,1 +1,88 @@
-fn main(){}
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use shiplog::config::{Cli, Command, ServeArgs};
+use shiplog::domain::ProductionEnvironments;
+use shiplog::store::{Store, StoreConfig};
+use shiplog::{graphql, server};
+use tracing_subscriber::EnvFilter;
+
+/// How long a stop may take to finish requests in flight before the process exits anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn main() -> ExitCode {
+    let command = Cli::parse().into_command();
+    match command {
+        Command::ExportSchema => {
+            print!("{}", graphql::sdl());
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("shiplog: cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] shiplog::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let store = Store::open(&StoreConfig::new(&args.database_url)).await?;
+    let production = ProductionEnvironments::new(&args.production_environments);
+    let schema = graphql::schema(store.clone(), production);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        server::shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    };
+    let serving = server::run(listener, schema, store.clone(), signal);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => result.map_err(ServeError::Serve)?,
+        // Once asked to stop, in-flight requests get DRAIN_TIMEOUT to finish.
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => tracing::warn!("connections still open after the drain timeout; closing them"),
+    }
+    store.close().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

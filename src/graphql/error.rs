@@ -1,0 +1,134 @@
+//! The one error type of the API, and its mapping to `extensions.code`.
+//!
+//! Resolvers return `Result<_, ApiError>`. `ApiError` deliberately does not implement
+//! `Display`, so nothing can turn it (or a store error) into a client-visible string by
+//! accident: the only way out is `From<ApiError> for async_graphql::Error` below.
+
+use async_graphql::{ErrorExtensionValues, Value};
+
+use crate::domain::{Refusal, Status, ValidationErrors};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// Invalid content: one `(field path, message)` per problem.
+    BadUserInput(Vec<(String, String)>),
+    /// No deployment (or event) has this id.
+    NotFound { id: String },
+    /// The action is not allowed from the current status, or an idempotency key was reused.
+    Conflict {
+        message: String,
+        status: Option<Status>,
+        action: &'static str,
+    },
+    /// The actor may not do this (a requester approving their own deployment).
+    Forbidden {
+        message: String,
+        reason: &'static str,
+    },
+    /// Anything else. The cause has been logged; clients learn nothing more.
+    Internal,
+}
+
+impl ApiError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadUserInput(vec![(field.into(), message.into())])
+    }
+
+    /// Validation problems of the input argument `prefix` (e.g. `input`).
+    pub fn invalid(prefix: &str, errors: ValidationErrors) -> Self {
+        ApiError::BadUserInput(
+            errors
+                .0
+                .into_iter()
+                .map(|e| (format!("{prefix}.{}", e.field), e.message))
+                .collect(),
+        )
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
+            ApiError::NotFound { .. } => "NOT_FOUND",
+            ApiError::Conflict { .. } => "CONFLICT",
+            ApiError::Forbidden { .. } => "FORBIDDEN",
+            ApiError::Internal => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(id) => ApiError::NotFound { id: id.to_string() },
+            StoreError::Refused(refusal @ Refusal::Conflict { status, action }) => {
+                ApiError::Conflict {
+                    message: refusal.to_string(),
+                    status: Some(status),
+                    action: action.as_str(),
+                }
+            }
+            StoreError::Refused(refusal @ Refusal::SelfApproval) => ApiError::Forbidden {
+                message: refusal.to_string(),
+                reason: "SELF_APPROVAL",
+            },
+            internal => {
+                tracing::error!(error = %internal, "request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(err: ApiError) -> Self {
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", err.code());
+        let message = match err {
+            ApiError::BadUserInput(fields) => {
+                let message = fields
+                    .iter()
+                    .map(|(field, message)| format!("{field} {message}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let list: Vec<Value> = fields
+                    .into_iter()
+                    .map(|(field, message)| {
+                        let mut obj = async_graphql::indexmap::IndexMap::new();
+                        obj.insert(async_graphql::Name::new("field"), Value::from(field));
+                        obj.insert(async_graphql::Name::new("message"), Value::from(message));
+                        Value::Object(obj)
+                    })
+                    .collect();
+                ext.set("fields", Value::List(list));
+                format!("Invalid input: {message}")
+            }
+            ApiError::NotFound { id } => {
+                let message = format!("No deployment has id {id}");
+                ext.set("id", id);
+                message
+            }
+            ApiError::Conflict {
+                message,
+                status,
+                action,
+            } => {
+                if let Some(status) = status {
+                    ext.set("status", status.as_str());
+                }
+                ext.set("action", action);
+                message
+            }
+            ApiError::Forbidden { message, reason } => {
+                ext.set("reason", reason);
+                message
+            }
+            ApiError::Internal => "Internal server error".to_owned(),
+        };
+        async_graphql::Error {
+            message,
+            source: None,
+            extensions: Some(ext),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The GraphQL API: schema, resolvers, output types, error mapping and loaders.
+//! Only this module knows about GraphQL; it translates between the contract and the
+//! domain and store.
+
+mod cursor;
+mod error;
+mod loaders;
+mod mutation;
+mod query;
+mod subscription;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables};
+
+pub use error::ApiError;
+pub use mutation::Mutation;
+pub use query::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use subscription::Subscription;
+
+use crate::domain::ProductionEnvironments;
+use crate::store::Store;
+use loaders::{DeploymentLoader, EventsLoader};
+
+pub type ShiplogSchema = Schema<Query, Mutation, Subscription>;
+
+/// Deepest selection a document may have. The deepest useful query (a page of deployments,
+/// their events, each event's deployment and its fields) is 7 levels.
+pub const MAX_DEPTH: usize = 12;
+/// Most expensive document accepted. A full page of 100 deployments with every field and
+/// their events costs about 3,000.
+pub const MAX_COMPLEXITY: usize = 10_000;
+
+/// The schema, ready to serve requests against `store`.
+pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema {
+    Schema::build(Query, Mutation, Subscription)
+        .data(DataLoader::new(EventsLoader(store.clone()), tokio::spawn))
+        .data(DataLoader::new(DeploymentLoader(store.clone()), tokio::spawn))
+        .data(store)
+        .data(production)
+        .extension(ErrorCodes)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The SDL of the schema, as `shiplog export-schema` prints it.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
+}
+
+fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store, ApiError> {
+    ctx.data::<Store>().map_err(|_| {
+        tracing::error!("the schema was built without a store");
+        ApiError::Internal
+    })
+}
+
+fn production<'a>(ctx: &Context<'a>) -> Result<&'a ProductionEnvironments, ApiError> {
+    ctx.data::<ProductionEnvironments>().map_err(|_| {
+        tracing::error!("the schema was built without production environments");
+        ApiError::Internal
+    })
+}
+
+/// Gives every error that async-graphql produces itself an `extensions.code`, as the
+/// contract requires: parse errors, validation errors (including the depth and
+/// complexity limits), and the few request errors raised between the two.
+struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        // Errors still without a code failed the request as a whole (an unknown operation
+        // name, say) or came from input coercion while resolving.
+        let request_failed = response.data == async_graphql::Value::Null;
+        for err in &mut response.errors {
+            let code = if request_failed && err.path.is_empty() {
+                "GRAPHQL_VALIDATION_FAILED"
+            } else {
+                "BAD_USER_INPUT"
+            };
+            set_code_if_missing(err, code);
+        }
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut err| {
+            set_code_if_missing(&mut err, "GRAPHQL_PARSE_FAILED");
+            err
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            for err in &mut errors {
+                set_code_if_missing(err, "GRAPHQL_VALIDATION_FAILED");
+            }
+            errors
+        })
+    }
+}
+
+fn set_code_if_missing(err: &mut ServerError, code: &str) {
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code);
+    }
+}

@@ -1,0 +1,95 @@
+use async_graphql::{Context, Object, ID};
+
+use super::error::ApiError;
+use super::types::{
+    parse_id, DeploymentConnection, DeploymentEventConnection, DeploymentEventFilter,
+    DeploymentFilter, DeploymentObject, EventObject, Node,
+};
+use super::{cursor, store};
+
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// A deployment or an event by its id; null when nothing has it.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>, ApiError> {
+        let id = parse_id("id", &id)?;
+        let store = store(ctx)?;
+        if let Some(d) = store.deployment(id).await? {
+            return Ok(Some(Node::Deployment(DeploymentObject::new(d))));
+        }
+        Ok(store
+            .event(id)
+            .await?
+            .map(|e| Node::DeploymentEvent(EventObject::new(e))))
+    }
+
+    /// Null plus a NOT_FOUND error when no deployment has this id.
+    async fn deployment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<DeploymentObject>, ApiError> {
+        let uuid = parse_id("id", &id)?;
+        match store(ctx)?.deployment(uuid).await? {
+            Some(d) => Ok(Some(DeploymentObject::new(d))),
+            None => Err(ApiError::NotFound {
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Newest first. first: default 20, 0..=100.
+    #[graphql(complexity = "page_size_hint(first) * child_complexity")]
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DeploymentFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<DeploymentConnection, ApiError> {
+        let first = page_size(first)?;
+        let after = after
+            .map(|c| cursor::parse_deployment("after", &c))
+            .transpose()?;
+        let filter = filter.unwrap_or_default().into();
+        let page = store(ctx)?.deployment_page(&filter, first, after).await?;
+        Ok(DeploymentConnection::new(page, after.is_some(), filter))
+    }
+
+    /// The audit feed across deployments, oldest first. first: default 20, 0..=100.
+    #[graphql(complexity = "page_size_hint(first) * child_complexity")]
+    async fn deployment_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DeploymentEventFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<DeploymentEventConnection, ApiError> {
+        let first = page_size(first)?;
+        let after = after
+            .map(|c| cursor::parse_event("after", &c))
+            .transpose()?;
+        let filter = filter.unwrap_or_default().into_store("filter")?;
+        let page = store(ctx)?.event_page(&filter, first, after).await?;
+        Ok(DeploymentEventConnection::new(page, after.is_some()))
+    }
+}
+
+fn page_size(first: Option<i32>) -> Result<u64, ApiError> {
+    match first.unwrap_or(DEFAULT_PAGE_SIZE) {
+        n @ 0..=MAX_PAGE_SIZE => Ok(n as u64),
+        _ => Err(ApiError::bad_input(
+            "first",
+            format!("must be between 0 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+/// The page size a query asks for, as the complexity analysis counts it.
+fn page_size_hint(first: Option<i32>) -> usize {
+    first.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize
+}

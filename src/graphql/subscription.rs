@@ -1,0 +1,34 @@
+use async_graphql::{Context, Subscription};
+use futures_util::{Stream, StreamExt};
+
+use super::error::ApiError;
+use super::types::{DeploymentEventFilter, EventObject};
+use super::{cursor, store};
+
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// Events matching the filter, each once, in commit order. With `after`: every matching event after that cursor first, then live, with no gap and no duplicate.
+    async fn deployment_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DeploymentEventFilter>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<EventObject, ApiError>>, ApiError> {
+        let store = store(ctx)?;
+        let filter = filter.unwrap_or_default().into_store("filter")?;
+        let after = match after {
+            Some(c) => {
+                let seq = cursor::parse_event("after", &c)?;
+                if !store.event_exists(seq).await? {
+                    return Err(ApiError::bad_input("after", "names no event"));
+                }
+                Some(seq)
+            }
+            None => None,
+        };
+        let events = store.follow(filter, after).await?;
+        Ok(events.map(|e| e.map(EventObject::new).map_err(ApiError::from)))
+    }
+}

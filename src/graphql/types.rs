@@ -1,0 +1,393 @@
+//! Output and input types of the schema. They wrap domain values; entity models never
+//! reach this module.
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{
+    Context, Enum, InputObject, InputValueError, InputValueResult, Interface, Object, Scalar,
+    ScalarType, SimpleObject, Value, ID,
+};
+use chrono::SecondsFormat;
+use uuid::Uuid;
+
+use super::cursor;
+use super::error::ApiError;
+use super::loaders::{DeploymentLoader, EventsLoader};
+use crate::domain::{self, Deployment, Timestamp};
+use crate::store::{self, DeploymentKey, StoredEvent};
+
+/// RFC 3339 timestamp in UTC, millisecond precision or finer, e.g. 2026-11-25T06:35:39.123Z
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime(pub Timestamp);
+
+/// RFC 3339 timestamp in UTC, millisecond precision or finer, e.g. 2026-11-25T06:35:39.123Z
+#[Scalar(name = "DateTime")]
+impl ScalarType for DateTime {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| DateTime(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| InputValueError::custom("expected an RFC 3339 timestamp")),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "DeploymentStatus", remote = "domain::Status")]
+pub enum DeploymentStatus {
+    PendingApproval,
+    Approved,
+    Rejected,
+    Started,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "DeploymentEventKind", remote = "domain::EventKind")]
+pub enum DeploymentEventKind {
+    Created,
+    Approved,
+    Rejected,
+    Started,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+/// Relay global object identification.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    Deployment(DeploymentObject),
+    DeploymentEvent(EventObject),
+}
+
+/// Reads a client-given id (argument `field`): a UUID, in any case.
+pub fn parse_id(field: &str, id: &ID) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id.as_str().trim()).map_err(|_| ApiError::bad_input(field, "is not a valid id"))
+}
+
+/// One canonical record from the initial request through the final outcome.
+#[derive(Clone)]
+pub struct DeploymentObject(pub Arc<Deployment>);
+
+impl DeploymentObject {
+    pub fn new(d: Deployment) -> Self {
+        Self(Arc::new(d))
+    }
+}
+
+/// One canonical record from the initial request through the final outcome.
+#[Object(name = "Deployment")]
+impl DeploymentObject {
+    /// Server-generated UUID (time-ordered, v7), lowercase hyphenated.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn service(&self) -> &str {
+        &self.0.service
+    }
+    async fn environment(&self) -> &str {
+        &self.0.environment
+    }
+    async fn version(&self) -> &str {
+        &self.0.version
+    }
+    async fn requester(&self) -> &str {
+        &self.0.requester
+    }
+    /// Issues, pull requests or similar planning artifacts; at least one.
+    async fn work_refs(&self) -> &[String] {
+        &self.0.work_refs
+    }
+    /// Required when the environment is a production environment.
+    async fn risk(&self) -> Option<&str> {
+        self.0.risk.as_deref()
+    }
+    async fn rollback_plan(&self) -> &str {
+        &self.0.rollback_plan
+    }
+    async fn status(&self) -> DeploymentStatus {
+        self.0.status.into()
+    }
+    /// Who reviewed (approved or rejected); status tells which.
+    async fn reviewed_by(&self) -> Option<&str> {
+        self.0.reviewed_by.as_deref()
+    }
+    async fn reviewed_at(&self) -> Option<DateTime> {
+        self.0.reviewed_at.map(DateTime)
+    }
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+    /// The full history, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
+        let loader = ctx
+            .data::<DataLoader<EventsLoader>>()
+            .map_err(|_| ApiError::Internal)?;
+        let events = loader.load_one(self.0.id).await?.unwrap_or_default();
+        Ok(events.iter().cloned().map(EventObject::new).collect())
+    }
+}
+
+/// An immutable entry of a Deployment's history.
+#[derive(Clone)]
+pub struct EventObject(pub Arc<StoredEvent>);
+
+impl EventObject {
+    pub fn new(e: StoredEvent) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+/// An immutable entry of a Deployment's history.
+#[Object(name = "DeploymentEvent")]
+impl EventObject {
+    async fn id(&self) -> ID {
+        ID(self.0.event.id.to_string())
+    }
+    /// Opaque; orders all events of all deployments in commit order. Pass it as `after` to resume.
+    async fn cursor(&self) -> String {
+        cursor::event(self.0.seq)
+    }
+    async fn deployment_id(&self) -> ID {
+        ID(self.0.event.deployment_id.to_string())
+    }
+    async fn deployment(&self, ctx: &Context<'_>) -> Result<DeploymentObject, ApiError> {
+        let loader = ctx
+            .data::<DataLoader<DeploymentLoader>>()
+            .map_err(|_| ApiError::Internal)?;
+        let id = self.0.event.deployment_id;
+        match loader.load_one(id).await? {
+            Some(d) => Ok(DeploymentObject(d)),
+            None => {
+                // The foreign key makes this impossible; if it happens, the database is damaged.
+                tracing::error!(%id, "an event refers to a missing deployment");
+                Err(ApiError::Internal)
+            }
+        }
+    }
+    async fn kind(&self) -> DeploymentEventKind {
+        self.0.event.kind.into()
+    }
+    async fn actor(&self) -> &str {
+        &self.0.event.actor
+    }
+    async fn note(&self) -> Option<&str> {
+        self.0.event.note.as_deref()
+    }
+    /// Null for CREATED.
+    async fn from_status(&self) -> Option<DeploymentStatus> {
+        self.0.event.from_status.map(Into::into)
+    }
+    async fn to_status(&self) -> DeploymentStatus {
+        self.0.event.to_status.into()
+    }
+    async fn occurred_at(&self) -> DateTime {
+        DateTime(self.0.event.occurred_at)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct DeploymentFilter {
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// Any of these statuses.
+    pub status: Option<Vec<DeploymentStatus>>,
+}
+
+impl From<DeploymentFilter> for store::DeploymentFilter {
+    fn from(f: DeploymentFilter) -> Self {
+        store::DeploymentFilter {
+            service: f.service,
+            environment: f.environment,
+            statuses: f.status.map(|s| s.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct DeploymentEventFilter {
+    pub deployment_id: Option<ID>,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// Any of these kinds.
+    pub kind: Option<Vec<DeploymentEventKind>>,
+}
+
+impl DeploymentEventFilter {
+    pub fn into_store(self, field: &str) -> Result<store::EventFilter, ApiError> {
+        Ok(store::EventFilter {
+            deployment_id: self
+                .deployment_id
+                .map(|id| parse_id(&format!("{field}.deploymentId"), &id))
+                .transpose()?,
+            service: self.service,
+            environment: self.environment,
+            kinds: self.kind.map(|k| k.into_iter().map(Into::into).collect()),
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct DeploymentEdge {
+    pub cursor: String,
+    pub node: DeploymentObject,
+}
+
+pub struct DeploymentConnection {
+    pub edges: Vec<DeploymentEdge>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub filter: store::DeploymentFilter,
+}
+
+#[Object]
+impl DeploymentConnection {
+    async fn edges(&self) -> &[DeploymentEdge] {
+        &self.edges
+    }
+    async fn nodes(&self) -> Vec<DeploymentObject> {
+        self.edges.iter().map(|e| e.node.clone()).collect()
+    }
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            start_cursor: self.edges.first().map(|e| e.cursor.clone()),
+            end_cursor: self.edges.last().map(|e| e.cursor.clone()),
+        }
+    }
+    /// Number of deployments matching the filter, all pages together.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
+        // Counted only when asked for: a page alone never pays for a count.
+        let count = super::store(ctx)?.count_deployments(&self.filter).await?;
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+}
+
+impl DeploymentConnection {
+    pub fn new(
+        page: store::Page<Deployment>,
+        has_previous_page: bool,
+        filter: store::DeploymentFilter,
+    ) -> Self {
+        let edges = page
+            .items
+            .into_iter()
+            .map(|d| DeploymentEdge {
+                cursor: cursor::deployment(DeploymentKey::of(&d)),
+                node: DeploymentObject::new(d),
+            })
+            .collect();
+        Self {
+            edges,
+            has_next_page: page.has_next,
+            has_previous_page,
+            filter,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct DeploymentEventEdge {
+    pub cursor: String,
+    pub node: EventObject,
+}
+
+#[derive(SimpleObject)]
+pub struct DeploymentEventConnection {
+    pub edges: Vec<DeploymentEventEdge>,
+    pub nodes: Vec<EventObject>,
+    pub page_info: PageInfo,
+}
+
+impl DeploymentEventConnection {
+    pub fn new(page: store::Page<StoredEvent>, has_previous_page: bool) -> Self {
+        let nodes: Vec<EventObject> = page.items.into_iter().map(EventObject::new).collect();
+        let edges: Vec<DeploymentEventEdge> = nodes
+            .iter()
+            .map(|n| DeploymentEventEdge {
+                cursor: cursor::event(n.0.seq),
+                node: n.clone(),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page,
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Self {
+            edges,
+            nodes,
+            page_info,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateDeploymentInput {
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub requester: String,
+    pub work_refs: Vec<String>,
+    pub risk: Option<String>,
+    pub rollback_plan: String,
+    /// Retrying with the same key and the same input returns the original deployment; same key, other input: CONFLICT.
+    pub idempotency_key: Option<String>,
+}
+
+macro_rules! action_input {
+    ($name:ident, $note:ty) => {
+        #[derive(InputObject)]
+        pub struct $name {
+            pub id: ID,
+            pub actor: String,
+            pub note: $note,
+        }
+    };
+}
+
+action_input!(ApproveDeploymentInput, Option<String>);
+action_input!(RejectDeploymentInput, String);
+action_input!(StartDeploymentInput, Option<String>);
+action_input!(SucceedDeploymentInput, Option<String>);
+action_input!(FailDeploymentInput, String);
+action_input!(RollBackDeploymentInput, String);
+
+/// The deployment after the action, and the one event the action appended.
+#[derive(SimpleObject)]
+pub struct DeploymentPayload {
+    pub deployment: DeploymentObject,
+    pub event: EventObject,
+}
+
+impl From<store::Written> for DeploymentPayload {
+    fn from(w: store::Written) -> Self {
+        Self {
+            deployment: DeploymentObject::new(w.deployment),
+            event: EventObject::new(w.event),
+        }
+    }
+}

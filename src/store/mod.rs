@@ -1,0 +1,557 @@
+//! Persistence: SQLite through SeaORM. Creates deployments, applies lifecycle actions as
+//! single transactions, and serves the reads the API needs (keyset pages, batch loads).
+//!
+//! Two pools over one database file: a pool of readers, and a single writer connection.
+//! SQLite admits one writer at a time anyway; queueing writers on our own connection
+//! (rather than letting several connections race for the file lock) means concurrent
+//! requests wait in order instead of failing with SQLITE_BUSY.
+
+mod entity;
+mod rows;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use migration::{Migrator, MigratorTrait};
+use tokio::sync::{broadcast, Mutex};
+use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlxSqliteConnector,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use crate::domain::{
+    ActionCommand, Deployment, DeploymentEvent, EventKind, NewDeployment, Refusal, Status,
+    Timestamp,
+};
+use entity::{deployment, event};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A `sqlite:` URL or a plain file path. The file is created if missing.
+    pub database_url: String,
+    /// Size of the reader pool.
+    pub readers: u32,
+    /// How long a writer waits for another process's lock before giving up.
+    pub busy_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no deployment has id {0}")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("cannot open the database: {0}")]
+    Open(#[from] sqlx::Error),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+}
+
+/// An event with its place in the global commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: DeploymentEvent,
+}
+
+/// What an action wrote: the deployment as it now is, and the one event appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub deployment: Deployment,
+    pub event: StoredEvent,
+}
+
+/// A deployment's position in the newest-first order: (creation time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentKey {
+    pub created_at_ms: i64,
+    pub id: Uuid,
+}
+
+impl DeploymentKey {
+    pub fn of(d: &Deployment) -> Self {
+        Self {
+            created_at_ms: d.created_at.timestamp_millis(),
+            id: d.id,
+        }
+    }
+}
+
+/// Filters of the deployment list; `None` means any. All given filters must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentFilter {
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// Any of these; an empty list matches nothing.
+    pub statuses: Option<Vec<Status>>,
+}
+
+/// Filters of the event feed; `None` means any. All given filters must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub deployment_id: Option<Uuid>,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// Any of these; an empty list matches nothing.
+    pub kinds: Option<Vec<EventKind>>,
+}
+
+impl EventFilter {
+    /// The same test as the SQL the store runs, for events that arrive live.
+    pub fn matches(&self, e: &DeploymentEvent) -> bool {
+        self.deployment_id.is_none_or(|id| id == e.deployment_id)
+            && self.service.as_deref().is_none_or(|s| s.trim() == e.service)
+            && self.environment.as_deref().is_none_or(|s| s.trim() == e.environment)
+            && self.kinds.as_deref().is_none_or(|k| k.contains(&e.kind))
+    }
+}
+
+/// One page of a list, and whether more items follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+}
+
+/// Committed events waiting for slow subscribers are kept up to this many; a subscriber
+/// that falls further behind catches up from the database instead (see `follow`), so
+/// this bounds memory, not correctness.
+const HUB_CAPACITY: usize = 1024;
+
+/// Events per statement when a subscriber replays history.
+const REPLAY_PAGE: u64 = 256;
+
+#[derive(Clone)]
+pub struct Store {
+    read: DatabaseConnection,
+    write: DatabaseConnection,
+    /// Held from the start of a write transaction until its event is published, so that
+    /// subscribers see events in commit order. The single writer connection already
+    /// serialises the transactions; this lock extends that order to publishing.
+    write_lock: Arc<Mutex<()>>,
+    /// Every committed event, once, in commit order.
+    hub: broadcast::Sender<Arc<StoredEvent>>,
+    read_statements: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies every pending migration.
+    #[tracing::instrument(skip_all)]
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let options = connect_options(config)?;
+        let write_pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write_pool);
+        Migrator::up(&write, None).await?;
+
+        let read_pool = SqlitePoolOptions::new()
+            .max_connections(Ord::max(config.readers, 1))
+            .connect_with(options.read_only(true))
+            .await?;
+        let mut read = SqlxSqliteConnector::from_sqlx_sqlite_pool(read_pool);
+        let read_statements = Arc::new(AtomicU64::new(0));
+        let counter = read_statements.clone();
+        read.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Ok(Self {
+            read,
+            write,
+            write_lock: Arc::new(Mutex::new(())),
+            hub: broadcast::channel(HUB_CAPACITY).0,
+            read_statements,
+        })
+    }
+
+    /// How many SQL statements the readers have run since the store was opened.
+    pub fn read_statements(&self) -> u64 {
+        self.read_statements.load(Ordering::Relaxed)
+    }
+
+    /// Answers once the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Closes both pools, waiting for connections in use to come back.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.read.close().await?;
+        self.write.close().await?;
+        Ok(())
+    }
+
+    /// Records a new deployment and its CREATED event in one transaction.
+    #[tracing::instrument(skip_all, fields(service = new.service(), environment = new.environment()))]
+    pub async fn create(&self, new: NewDeployment) -> Result<Written, StoreError> {
+        let _writing = self.write_lock.lock().await;
+        let (deployment, event) = Deployment::create(new, Uuid::now_v7(), Uuid::now_v7(), now());
+        let txn = self.write.begin_with_options(immediate()).await?;
+        deployment::Entity::insert(rows::deployment_row(&deployment)?)
+            .exec_without_returning(&txn)
+            .await?;
+        let seq = event::Entity::insert(rows::event_row(&event))
+            .exec(&txn)
+            .await?
+            .last_insert_id;
+        txn.commit().await?;
+        Ok(self.publish(Written {
+            deployment,
+            event: StoredEvent { seq, event },
+        }))
+    }
+
+    /// Applies a lifecycle action: in one transaction, reads the deployment, lets the domain
+    /// decide, compare-and-sets the status and appends the event. Any failure rolls back both.
+    #[tracing::instrument(skip_all, fields(%id, action = %command.action()))]
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        command: &ActionCommand,
+    ) -> Result<Written, StoreError> {
+        let _writing = self.write_lock.lock().await;
+        // IMMEDIATE takes the write lock before the read, so what we decide from cannot
+        // change under us, even if another process shares the file.
+        let txn = self.write.begin_with_options(immediate()).await?;
+        let row = deployment::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound(id))?;
+        let current = rows::deployment(row)?;
+        let (next, event) = current.apply(command, Uuid::now_v7(), now())?;
+
+        let updated = deployment::Entity::update_many()
+            .col_expr(deployment::Column::Status, Expr::value(next.status.as_str()))
+            .col_expr(
+                deployment::Column::ReviewedBy,
+                Expr::value(next.reviewed_by.clone()),
+            )
+            .col_expr(
+                deployment::Column::ReviewedAt,
+                Expr::value(next.reviewed_at.map(|t| t.timestamp_millis())),
+            )
+            .col_expr(
+                deployment::Column::UpdatedAt,
+                Expr::value(next.updated_at.timestamp_millis()),
+            )
+            .filter(deployment::Column::Id.eq(id.to_string()))
+            .filter(deployment::Column::Status.eq(current.status.as_str()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(Refusal::Conflict {
+                status: current.status,
+                action: command.action(),
+            }
+            .into());
+        }
+        let seq = event::Entity::insert(rows::event_row(&event))
+            .exec(&txn)
+            .await?
+            .last_insert_id;
+        txn.commit().await?;
+        Ok(self.publish(Written {
+            deployment: next,
+            event: StoredEvent { seq, event },
+        }))
+    }
+
+    /// Hands a committed event to live subscribers. Called with the write lock held.
+    fn publish(&self, written: Written) -> Written {
+        // An error only means that nobody is subscribed right now.
+        let _ = self.hub.send(Arc::new(written.event.clone()));
+        written
+    }
+
+    /// The sequence number of the latest committed event (0 before the first).
+    pub async fn last_seq(&self) -> Result<i64, StoreError> {
+        let last = event::Entity::find()
+            .select_only()
+            .column_as(event::Column::Seq.max(), "last")
+            .into_tuple::<Option<i64>>()
+            .one(&self.read)
+            .await?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+
+    /// Matching events as they commit, each once, in commit order. With `after`, first
+    /// every matching event after that sequence number from the database, then live ones.
+    ///
+    /// The receiver is subscribed before anything is read, so an event committed during
+    /// the replay is seen either by the replay or live, and `cursor` (the highest sequence
+    /// number accounted for) drops the copy. A subscriber that falls more than
+    /// `HUB_CAPACITY` events behind is caught up from the database the same way: never
+    /// skipped, and never holding more than the shared buffer in memory.
+    pub async fn follow(
+        &self,
+        filter: EventFilter,
+        after: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<StoredEvent, StoreError>> + Send + 'static, StoreError>
+    {
+        let mut live = self.hub.subscribe();
+        let mut cursor = match after {
+            Some(seq) => seq,
+            // Without `after`, the subscription starts after the latest committed event.
+            None => self.last_seq().await?,
+        };
+        let store = self.clone();
+        let mut replay = after.is_some();
+        Ok(async_stream::try_stream! {
+            loop {
+                if replay {
+                    loop {
+                        let page = store.event_page(&filter, REPLAY_PAGE, Some(cursor)).await?;
+                        for stored in page.items {
+                            cursor = stored.seq;
+                            yield stored;
+                        }
+                        if !page.has_next {
+                            break;
+                        }
+                    }
+                    replay = false;
+                }
+                match live.recv().await {
+                    Ok(stored) => {
+                        if stored.seq <= cursor {
+                            continue;
+                        }
+                        cursor = stored.seq;
+                        if filter.matches(&stored.event) {
+                            yield StoredEvent::clone(&stored);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, cursor, "subscriber fell behind; replaying");
+                        replay = true;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    pub async fn deployment(&self, id: Uuid) -> Result<Option<Deployment>, StoreError> {
+        deployment::Entity::find_by_id(id.to_string())
+            .one(&self.read)
+            .await?
+            .map(rows::deployment)
+            .transpose()
+    }
+
+    /// The deployments with these ids, in one statement. Unknown ids are absent.
+    pub async fn deployments_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Deployment>, StoreError> {
+        deployment::Entity::find()
+            .filter(deployment::Column::Id.is_in(ids.iter().map(Uuid::to_string)))
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(|row| rows::deployment(row).map(|d| (d.id, d)))
+            .collect()
+    }
+
+    /// Newest first: up to `first` deployments after `after`, in one statement.
+    #[tracing::instrument(skip(self))]
+    pub async fn deployment_page(
+        &self,
+        filter: &DeploymentFilter,
+        first: u64,
+        after: Option<DeploymentKey>,
+    ) -> Result<Page<Deployment>, StoreError> {
+        let mut query = deployment::Entity::find().filter(deployment_condition(filter));
+        if let Some(key) = after {
+            query = query.filter(
+                Expr::tuple([
+                    Expr::col(deployment::Column::CreatedAt),
+                    Expr::col(deployment::Column::Id),
+                ])
+                .lt(Expr::tuple([
+                    Expr::value(key.created_at_ms),
+                    Expr::value(key.id.to_string()),
+                ])),
+            );
+        }
+        let rows = query
+            .order_by_desc(deployment::Column::CreatedAt)
+            .order_by_desc(deployment::Column::Id)
+            .limit(first + 1)
+            .all(&self.read)
+            .await?;
+        page(rows, first, rows::deployment)
+    }
+
+    /// How many deployments match the filter, all pages together.
+    pub async fn count_deployments(&self, filter: &DeploymentFilter) -> Result<u64, StoreError> {
+        Ok(deployment::Entity::find()
+            .filter(deployment_condition(filter))
+            .count(&self.read)
+            .await?)
+    }
+
+    /// Every event of these deployments, oldest first, in one statement.
+    pub async fn events_of(
+        &self,
+        deployment_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<StoredEvent>>, StoreError> {
+        let rows = event::Entity::find()
+            .filter(event::Column::DeploymentId.is_in(deployment_ids.iter().map(Uuid::to_string)))
+            .order_by_asc(event::Column::Seq)
+            .all(&self.read)
+            .await?;
+        let mut by_deployment: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
+        for row in rows {
+            let stored = rows::event(row)?;
+            by_deployment
+                .entry(stored.event.deployment_id)
+                .or_default()
+                .push(stored);
+        }
+        Ok(by_deployment)
+    }
+
+    pub async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        event::Entity::find()
+            .filter(event::Column::Id.eq(id.to_string()))
+            .one(&self.read)
+            .await?
+            .map(rows::event)
+            .transpose()
+    }
+
+    /// Whether an event with this sequence number exists.
+    pub async fn event_exists(&self, seq: i64) -> Result<bool, StoreError> {
+        Ok(event::Entity::find_by_id(seq).count(&self.read).await? > 0)
+    }
+
+    /// Oldest first: up to `first` events after sequence number `after`, in one statement.
+    #[tracing::instrument(skip(self))]
+    pub async fn event_page(
+        &self,
+        filter: &EventFilter,
+        first: u64,
+        after: Option<i64>,
+    ) -> Result<Page<StoredEvent>, StoreError> {
+        let mut query = event::Entity::find().filter(event_condition(filter));
+        if let Some(seq) = after {
+            query = query.filter(event::Column::Seq.gt(seq));
+        }
+        let rows = query
+            .order_by_asc(event::Column::Seq)
+            .limit(first + 1)
+            .all(&self.read)
+            .await?;
+        page(rows, first, rows::event)
+    }
+}
+
+fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreError> {
+    let url = config.database_url.trim();
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    // Pragmas are per connection; sqlx applies these to every connection it opens.
+    // synchronous=FULL in WAL mode: a commit is on disk before it is acknowledged.
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(config.busy_timeout))
+}
+
+fn immediate() -> TransactionOptions {
+    TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    }
+}
+
+/// Server time, truncated to what is stored (milliseconds).
+fn now() -> Timestamp {
+    let ms = chrono::Utc::now().timestamp_millis();
+    Timestamp::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn deployment_condition(filter: &DeploymentFilter) -> Condition {
+    let mut cond = Condition::all();
+    if let Some(service) = &filter.service {
+        cond = cond.add(deployment::Column::Service.eq(service.trim()));
+    }
+    if let Some(environment) = &filter.environment {
+        cond = cond.add(deployment::Column::Environment.eq(environment.trim()));
+    }
+    if let Some(statuses) = &filter.statuses {
+        cond = cond.add(any_of(deployment::Column::Status, statuses.iter().map(|s| s.as_str())));
+    }
+    cond
+}
+
+fn event_condition(filter: &EventFilter) -> Condition {
+    let mut cond = Condition::all();
+    if let Some(id) = filter.deployment_id {
+        cond = cond.add(event::Column::DeploymentId.eq(id.to_string()));
+    }
+    if let Some(service) = &filter.service {
+        cond = cond.add(event::Column::Service.eq(service.trim()));
+    }
+    if let Some(environment) = &filter.environment {
+        cond = cond.add(event::Column::Environment.eq(environment.trim()));
+    }
+    if let Some(kinds) = &filter.kinds {
+        cond = cond.add(any_of(event::Column::Kind, kinds.iter().map(|k| k.as_str())));
+    }
+    cond
+}
+
+/// `column IN (names)`; with no names, a condition that holds for no row.
+fn any_of<'a>(column: impl ColumnTrait, names: impl Iterator<Item = &'a str>) -> Condition {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        Expr::value(false).into_condition()
+    } else {
+        column.is_in(names).into_condition()
+    }
+}
+
+/// Converts the rows of a `first + 1` query into a page.
+fn page<R, T>(
+    mut rows: Vec<R>,
+    first: u64,
+    convert: impl Fn(R) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok(Page {
+        items: rows.into_iter().map(convert).collect::<Result<_, _>>()?,
+        has_next,
+    })
+}
