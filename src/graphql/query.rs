@@ -56,8 +56,20 @@ impl Query {
             .map(|c| cursor::parse_deployment("after", &c))
             .transpose()?;
         let filter = filter.unwrap_or_default().into();
-        let page = store(ctx)?.deployment_page(&filter, first, after).await?;
-        Ok(DeploymentConnection::new(page, after.is_some(), filter))
+        let store = store(ctx)?;
+        let page = store.deployment_page(&filter, first, after).await?;
+        // When the document asks for the page's events, load them all in one statement
+        // now rather than leave it to per-row resolvers.
+        let look_ahead = ctx.look_ahead();
+        let wants_events = look_ahead.field("edges").field("node").field("events").exists()
+            || look_ahead.field("nodes").field("events").exists();
+        let events = if wants_events && !page.items.is_empty() {
+            let ids: Vec<_> = page.items.iter().map(|d| d.id).collect();
+            Some(store.events_of(&ids).await?)
+        } else {
+            None
+        };
+        Ok(DeploymentConnection::new(page, events, after.is_some(), filter))
     }
 
     /// The audit feed across deployments, oldest first. first: default 20, 0..=100.

@@ -1,6 +1,7 @@
 //! Output and input types of the schema. They wrap domain values; entity models never
 //! reach this module.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
@@ -77,11 +78,25 @@ pub fn parse_id(field: &str, id: &ID) -> Result<Uuid, ApiError> {
 
 /// One canonical record from the initial request through the final outcome.
 #[derive(Clone)]
-pub struct DeploymentObject(pub Arc<Deployment>);
+pub struct DeploymentObject {
+    deployment: Arc<Deployment>,
+    /// Its events, when whoever built this object already loaded them with its siblings'.
+    events: Option<Arc<Vec<StoredEvent>>>,
+}
 
 impl DeploymentObject {
-    pub fn new(d: Deployment) -> Self {
-        Self(Arc::new(d))
+    pub fn new(d: impl Into<Arc<Deployment>>) -> Self {
+        Self {
+            deployment: d.into(),
+            events: None,
+        }
+    }
+
+    pub fn with_events(d: Deployment, events: Arc<Vec<StoredEvent>>) -> Self {
+        Self {
+            deployment: Arc::new(d),
+            events: Some(events),
+        }
     }
 }
 
@@ -90,64 +105,85 @@ impl DeploymentObject {
 impl DeploymentObject {
     /// Server-generated UUID (time-ordered, v7), lowercase hyphenated.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.deployment.id.to_string())
     }
     async fn service(&self) -> &str {
-        &self.0.service
+        &self.deployment.service
     }
     async fn environment(&self) -> &str {
-        &self.0.environment
+        &self.deployment.environment
     }
     async fn version(&self) -> &str {
-        &self.0.version
+        &self.deployment.version
     }
     async fn requester(&self) -> &str {
-        &self.0.requester
+        &self.deployment.requester
     }
     /// Issues, pull requests or similar planning artifacts; at least one.
     async fn work_refs(&self) -> &[String] {
-        &self.0.work_refs
+        &self.deployment.work_refs
     }
     /// Required when the environment is a production environment.
     async fn risk(&self) -> Option<&str> {
-        self.0.risk.as_deref()
+        self.deployment.risk.as_deref()
     }
     async fn rollback_plan(&self) -> &str {
-        &self.0.rollback_plan
+        &self.deployment.rollback_plan
     }
     async fn status(&self) -> DeploymentStatus {
-        self.0.status.into()
+        self.deployment.status.into()
     }
     /// Who reviewed (approved or rejected); status tells which.
     async fn reviewed_by(&self) -> Option<&str> {
-        self.0.reviewed_by.as_deref()
+        self.deployment.reviewed_by.as_deref()
     }
     async fn reviewed_at(&self) -> Option<DateTime> {
-        self.0.reviewed_at.map(DateTime)
+        self.deployment.reviewed_at.map(DateTime)
     }
     async fn created_at(&self) -> DateTime {
-        DateTime(self.0.created_at)
+        DateTime(self.deployment.created_at)
     }
     async fn updated_at(&self) -> DateTime {
-        DateTime(self.0.updated_at)
+        DateTime(self.deployment.updated_at)
     }
     /// The full history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
-        let loader = ctx
-            .data::<DataLoader<EventsLoader>>()
-            .map_err(|_| ApiError::Internal)?;
-        let events = loader.load_one(self.0.id).await?.unwrap_or_default();
-        Ok(events.iter().cloned().map(EventObject::new).collect())
+        let events = match &self.events {
+            Some(events) => events.clone(),
+            None => ctx
+                .data::<DataLoader<EventsLoader>>()
+                .map_err(|_| ApiError::Internal)?
+                .load_one(self.deployment.id)
+                .await?
+                .unwrap_or_default(),
+        };
+        // Each event's deployment is this one: no need to load it again.
+        Ok(events
+            .iter()
+            .map(|e| EventObject::of(e.clone(), Some(self.deployment.clone())))
+            .collect())
     }
 }
 
 /// An immutable entry of a Deployment's history.
 #[derive(Clone)]
-pub struct EventObject(pub Arc<StoredEvent>);
+pub struct EventObject {
+    stored: StoredEvent,
+    /// Its deployment, when whoever built this object already had it.
+    deployment: Option<Arc<Deployment>>,
+}
 
 impl EventObject {
-    pub fn new(e: StoredEvent) -> Self {
-        Self(Arc::new(e))
+    pub fn new(stored: StoredEvent) -> Self {
+        Self::of(stored, None)
+    }
+
+    pub fn of(stored: StoredEvent, deployment: Option<Arc<Deployment>>) -> Self {
+        Self { stored, deployment }
+    }
+
+    pub fn seq(&self) -> i64 {
+        self.stored.seq
     }
 }
 
@@ -155,22 +191,25 @@ impl EventObject {
 #[Object(name = "DeploymentEvent")]
 impl EventObject {
     async fn id(&self) -> ID {
-        ID(self.0.event.id.to_string())
+        ID(self.stored.event.id.to_string())
     }
     /// Opaque; orders all events of all deployments in commit order. Pass it as `after` to resume.
     async fn cursor(&self) -> String {
-        cursor::event(self.0.seq)
+        cursor::event(self.stored.seq)
     }
     async fn deployment_id(&self) -> ID {
-        ID(self.0.event.deployment_id.to_string())
+        ID(self.stored.event.deployment_id.to_string())
     }
     async fn deployment(&self, ctx: &Context<'_>) -> Result<DeploymentObject, ApiError> {
+        if let Some(d) = &self.deployment {
+            return Ok(DeploymentObject::new(d.clone()));
+        }
         let loader = ctx
             .data::<DataLoader<DeploymentLoader>>()
             .map_err(|_| ApiError::Internal)?;
-        let id = self.0.event.deployment_id;
+        let id = self.stored.event.deployment_id;
         match loader.load_one(id).await? {
-            Some(d) => Ok(DeploymentObject(d)),
+            Some(d) => Ok(DeploymentObject::new(d)),
             None => {
                 // The foreign key makes this impossible; if it happens, the database is damaged.
                 tracing::error!(%id, "an event refers to a missing deployment");
@@ -179,23 +218,23 @@ impl EventObject {
         }
     }
     async fn kind(&self) -> DeploymentEventKind {
-        self.0.event.kind.into()
+        self.stored.event.kind.into()
     }
     async fn actor(&self) -> &str {
-        &self.0.event.actor
+        &self.stored.event.actor
     }
     async fn note(&self) -> Option<&str> {
-        self.0.event.note.as_deref()
+        self.stored.event.note.as_deref()
     }
     /// Null for CREATED.
     async fn from_status(&self) -> Option<DeploymentStatus> {
-        self.0.event.from_status.map(Into::into)
+        self.stored.event.from_status.map(Into::into)
     }
     async fn to_status(&self) -> DeploymentStatus {
-        self.0.event.to_status.into()
+        self.stored.event.to_status.into()
     }
     async fn occurred_at(&self) -> DateTime {
-        DateTime(self.0.event.occurred_at)
+        DateTime(self.stored.event.occurred_at)
     }
 }
 
@@ -286,17 +325,26 @@ impl DeploymentConnection {
 }
 
 impl DeploymentConnection {
+    /// `events`: the events of the page's deployments, when the query asks for them.
     pub fn new(
         page: store::Page<Deployment>,
+        mut events: Option<HashMap<Uuid, Vec<StoredEvent>>>,
         has_previous_page: bool,
         filter: store::DeploymentFilter,
     ) -> Self {
         let edges = page
             .items
             .into_iter()
-            .map(|d| DeploymentEdge {
-                cursor: cursor::deployment(DeploymentKey::of(&d)),
-                node: DeploymentObject::new(d),
+            .map(|d| {
+                let cursor = cursor::deployment(DeploymentKey::of(&d));
+                let node = match events.as_mut() {
+                    Some(events) => {
+                        let mine = events.remove(&d.id).unwrap_or_default();
+                        DeploymentObject::with_events(d, Arc::new(mine))
+                    }
+                    None => DeploymentObject::new(d),
+                };
+                DeploymentEdge { cursor, node }
             })
             .collect();
         Self {
@@ -327,7 +375,7 @@ impl DeploymentEventConnection {
         let edges: Vec<DeploymentEventEdge> = nodes
             .iter()
             .map(|n| DeploymentEventEdge {
-                cursor: cursor::event(n.0.seq),
+                cursor: cursor::event(n.seq()),
                 node: n.clone(),
             })
             .collect();

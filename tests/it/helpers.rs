@@ -1,0 +1,183 @@
+//! Test harness: each test gets its own SQLite file in its own temp dir and, for API
+//! tests, its own server on port 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use shiplog::domain::ProductionEnvironments;
+use shiplog::graphql::{self, ShiplogSchema};
+use shiplog::server;
+use shiplog::store::{Store, StoreConfig};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A database file that lives as long as this value.
+pub struct TestDb {
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("create a temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("shiplog.db")
+    }
+
+    pub async fn open(&self) -> Store {
+        Store::open(&StoreConfig::new(self.path().to_string_lossy()))
+            .await
+            .expect("open the store")
+    }
+
+    /// A schema over this database, to run documents without HTTP.
+    pub async fn schema(&self) -> (ShiplogSchema, Store) {
+        let store = self.open().await;
+        let schema = graphql::schema(store.clone(), ProductionEnvironments::default());
+        (schema, store)
+    }
+}
+
+/// A shiplog server on a free port of 127.0.0.1, over its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts a server over `db`, with `production` as the production environments.
+    pub async fn start(db: &TestDb, production: &[&str]) -> Self {
+        let store = db.open().await;
+        let schema = graphql::schema(store.clone(), ProductionEnvironments::new(production));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = tokio::spawn(server::run(listener, schema, store.clone(), async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            store,
+            shutdown: Some(tx),
+            serving: Some(serving),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a document and returns the whole JSON response; fails the test on a non-200.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("send the request");
+        assert_eq!(response.status(), 200, "HTTP status");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Like `graphql`, and fails the test if the response has errors.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    /// Stops the server gracefully and waits for it, then closes the store.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        self.store.clone().close().await.expect("close the store");
+    }
+}
+
+/// The one error of a response: its code and the whole error object.
+pub fn single_error(body: &Value) -> (&str, &Value) {
+    let errors = body["errors"].as_array().expect("errors in the response");
+    assert_eq!(errors.len(), 1, "exactly one error: {body:#}");
+    let code = errors[0]["extensions"]["code"]
+        .as_str()
+        .expect("every error has extensions.code");
+    (code, &errors[0])
+}
+
+pub const CREATE: &str = r#"
+mutation Create($input: CreateDeploymentInput!) {
+  createDeployment(input: $input) {
+    deployment { id service environment version requester workRefs risk rollbackPlan status
+                 reviewedBy reviewedAt createdAt updatedAt }
+    event { id cursor deploymentId kind actor note fromStatus toStatus occurredAt }
+  }
+}"#;
+
+/// A valid creation input; tweak fields with `input["x"] = ...`.
+pub fn create_input(service: &str, environment: &str) -> Value {
+    json!({
+        "service": service,
+        "environment": environment,
+        "version": "v1.0.0",
+        "requester": "alice",
+        "workRefs": ["JIRA-1"],
+        "risk": "low: config only",
+        "rollbackPlan": "redeploy the previous version",
+    })
+}
+
+/// The mutation document for a lifecycle action, e.g. `action("approveDeployment")`.
+pub fn action(mutation: &str) -> String {
+    let input = format!("{}{}Input", &mutation[..1].to_uppercase(), &mutation[1..]);
+    format!(
+        r#"mutation Act($input: {input}!) {{
+  {mutation}(input: $input) {{
+    deployment {{ id status reviewedBy reviewedAt updatedAt }}
+    event {{ id cursor kind actor note fromStatus toStatus occurredAt }}
+  }}
+}}"#
+    )
+}
+
+impl TestApp {
+    /// Creates a deployment and returns its id.
+    pub async fn create(&self, service: &str, environment: &str) -> String {
+        let data = self
+            .ok(CREATE, json!({ "input": create_input(service, environment) }))
+            .await;
+        data["createDeployment"]["deployment"]["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
+    /// Runs a lifecycle mutation that must succeed; returns its payload.
+    pub async fn act(&self, mutation: &str, id: &str, actor: &str, note: Option<&str>) -> Value {
+        let data = self
+            .ok(
+                &action(mutation),
+                json!({ "input": { "id": id, "actor": actor, "note": note } }),
+            )
+            .await;
+        data[mutation].clone()
+    }
+}
