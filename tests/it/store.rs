@@ -1757,3 +1757,33 @@ async fn a_subscriber_that_falls_far_behind_still_gets_every_event_once_in_order
     assert_eq!(next_event(&mut stream).await, one_more.event);
     assert_quiet(&mut stream).await;
 }
+
+#[tokio::test]
+async fn zz_probe_cancelled_transitions() {
+    let (_db, store) = fresh().await;
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(store.create(new_deployment("billing", "staging")).await.expect("create").deployment.id);
+    }
+    let mut cancelled = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let d = Duration::from_micros(100 + (i as u64 * 53) % 3000);
+        if tokio::time::timeout(d, store.transition(*id, &command(Action::Reject, "bob"))).await.is_err() {
+            cancelled += 1;
+        }
+    }
+    let mut bad = 0;
+    for id in &ids {
+        let (row, events) = snapshot(&store, *id).await;
+        let row = row.expect("row");
+        let last = events.last().expect("events");
+        if row.status != last.event.to_status || row.updated_at != last.event.occurred_at || events.len() > 2 {
+            bad += 1;
+            println!("inconsistent {id}: {:?} vs {:?}", row.status, last.event.kind);
+        }
+    }
+    // And the writer still works.
+    store.create(new_deployment("billing", "staging")).await.expect("create after");
+    println!("cancelled={cancelled} bad={bad}");
+    panic!("probe");
+}
