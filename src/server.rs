@@ -4,43 +4,60 @@
 
 use std::future::Future;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
+use std::time::Duration;
+
+use async_graphql::http::{
+    GraphiQLSource, WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage,
+};
+use async_graphql::Data;
+use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::ShiplogSchema;
+use crate::graphql::{ShiplogSchema, Stopping};
 use crate::store::Store;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// After a stop is asked for, how long a WebSocket stays open so that the `complete`
+/// messages of its subscriptions reach the client before the close frame.
+const WS_CLOSE_GRACE: Duration = Duration::from_millis(250);
+
 #[derive(Clone)]
 struct AppState {
     schema: ShiplogSchema,
     store: Store,
+    stopping: Stopping,
 }
 
-pub fn router(schema: ShiplogSchema, store: Store) -> Router {
-    let subscriptions = GraphQLSubscription::new(schema.clone());
+pub fn router(schema: ShiplogSchema, store: Store, stopping: Stopping) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route_service("/graphql/ws", subscriptions)
+        .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState { schema, store })
+        .with_state(AppState {
+            schema,
+            store,
+            stopping,
+        })
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves until `shutdown` completes, then ends open subscriptions, finishes the
+/// requests in flight, and returns.
 pub async fn run(
     listener: TcpListener,
     schema: ShiplogSchema,
@@ -50,9 +67,88 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}");
     }
-    axum::serve(listener, router(schema, store))
-        .with_graceful_shutdown(shutdown)
+    let (stop, stopping) = watch::channel(false);
+    let app = router(schema, store, Stopping::new(stopping));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Subscriptions see this, complete, and let their sockets close.
+            let _ = stop.send(true);
+        })
         .await
+}
+
+/// `GET /graphql/ws`: subscriptions over either WebSocket subprotocol.
+async fn subscriptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "Offer the graphql-transport-ws or graphql-ws subprotocol",
+        );
+    };
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve_socket(socket, state, protocol))
+}
+
+/// Runs one WebSocket connection. On a stop, the subscription streams end first (each
+/// sends `complete`), then the input is cut after a short grace and the socket is closed
+/// with 1001 (going away), rather than dropped.
+async fn serve_socket(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+    let (mut sink, source) = socket.split();
+    let stopping = state.stopping.clone();
+    let input = Box::pin(
+        source
+            .take_while(|msg| std::future::ready(msg.is_ok()))
+            .filter_map(|msg| {
+                std::future::ready(match msg {
+                    Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                    Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                    _ => None,
+                })
+            })
+            .take_until(async move {
+                stopping.wait().await;
+                tokio::time::sleep(WS_CLOSE_GRACE).await;
+            }),
+    );
+    let mut data = Data::default();
+    data.insert(state.stopping.clone());
+    let mut output = GraphQLWebSocket::new(state.schema.clone(), input, protocol)
+        .connection_data(data)
+        .map(|msg| match msg {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        });
+    while let Some(msg) = output.next().await {
+        if sink.send(msg).await.is_err() {
+            return;
+        }
+    }
+    if state.stopping.is_stopping() {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: 1001,
+                reason: "server shutting down".into(),
+            })))
+            .await;
+    }
 }
 
 async fn graphiql() -> Html<String> {
@@ -65,10 +161,7 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-async fn graphql(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn graphql(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {

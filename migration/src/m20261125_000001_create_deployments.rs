@@ -30,9 +30,8 @@ CREATE TABLE deployments (
     reviewed_at             INTEGER,
     created_at              INTEGER NOT NULL,
     updated_at              INTEGER NOT NULL,
-    -- Room for idempotent creation: a client's key and a digest of the input it came with.
-    idempotency_key         TEXT    UNIQUE,
-    idempotency_fingerprint TEXT
+    -- The client's key for idempotent creation; a retry is matched on the stored fields.
+    idempotency_key         TEXT    UNIQUE
 ) STRICT;
 
 -- Lists are newest first by (created_at, id) with keyset cursors. Each filter has an
@@ -73,9 +72,18 @@ CREATE TRIGGER deployment_events_no_delete BEFORE DELETE ON deployment_events
 BEGIN
     SELECT RAISE(ABORT, 'deployment_events is append-only');
 END;
+
+-- INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers (unless a
+-- connection turns on recursive_triggers), so an insert that would collide is refused.
+CREATE TRIGGER deployment_events_no_replace BEFORE INSERT ON deployment_events
+WHEN EXISTS (SELECT 1 FROM deployment_events WHERE seq = NEW.seq OR id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
 "#;
 
 const DOWN: &str = r#"
+DROP TRIGGER IF EXISTS deployment_events_no_replace;
 DROP TRIGGER IF EXISTS deployment_events_no_delete;
 DROP TRIGGER IF EXISTS deployment_events_no_update;
 DROP TABLE IF EXISTS deployment_events;

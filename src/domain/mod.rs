@@ -11,8 +11,8 @@ mod tests;
 pub use lifecycle::{Action, EventKind, Status, UnknownName};
 pub use validation::{
     same_person, ActionCommand, DeploymentRequest, FieldError, NewDeployment,
-    ProductionEnvironments, ValidationErrors, MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_VERSION_CHARS,
-    MAX_WORK_REFS, MAX_WORK_REF_CHARS,
+    ProductionEnvironments, ValidationErrors, MAX_IDEMPOTENCY_KEY_CHARS, MAX_NAME_CHARS,
+    MAX_TEXT_CHARS, MAX_VERSION_CHARS, MAX_WORK_REFS, MAX_WORK_REF_CHARS,
 };
 
 use chrono::{DateTime, Utc};
@@ -100,6 +100,18 @@ impl Deployment {
             updated_at: now,
         };
         (deployment, event)
+    }
+
+    /// Whether `new` asks for exactly this deployment (after trimming): a retry of the
+    /// request that created it, as far as idempotent creation is concerned.
+    pub fn was_requested_by(&self, new: &NewDeployment) -> bool {
+        self.service == new.service()
+            && self.environment == new.environment()
+            && self.version == new.version()
+            && self.requester == new.requester()
+            && self.work_refs == new.work_refs()
+            && self.risk.as_deref() == new.risk()
+            && self.rollback_plan == new.rollback_plan()
     }
 
     /// Decides an action: the deployment as it is after it, and the one event it appends.

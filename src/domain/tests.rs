@@ -16,6 +16,7 @@ fn request(environment: &str) -> DeploymentRequest {
         work_refs: vec!["JIRA-1".into()],
         risk: Some("touches invoices".into()),
         rollback_plan: "redeploy v1.2.2".into(),
+        idempotency_key: None,
     }
 }
 
@@ -238,11 +239,11 @@ fn action_inputs_are_trimmed_and_bounded() {
         ("bob", Some("n".repeat(10_000)), &[]),
     ];
     for (actor, note, expected) in cases {
-        let got: Vec<String> = match ActionCommand::validate(Action::Approve, actor, note.as_deref())
-        {
-            Ok(_) => vec![],
-            Err(ValidationErrors(e)) => e.into_iter().map(|e| e.field).collect(),
-        };
+        let got: Vec<String> =
+            match ActionCommand::validate(Action::Approve, actor, note.as_deref()) {
+                Ok(_) => vec![],
+                Err(ValidationErrors(e)) => e.into_iter().map(|e| e.field).collect(),
+            };
         assert_eq!(got, expected, "actor {actor:?}");
     }
 }
@@ -304,9 +305,13 @@ fn creation_reports_every_problem_at_once_with_field_paths() {
         work_refs: vec!["ok".into(), "  ".into(), "r".repeat(501)],
         risk: None,
         rollback_plan: "\n".into(),
+        idempotency_key: Some(" ".into()),
     };
     assert_eq!(
-        fields(NewDeployment::validate(&r, &ProductionEnvironments::default())),
+        fields(NewDeployment::validate(
+            &r,
+            &ProductionEnvironments::default()
+        )),
         vec![
             "service",
             "version",
@@ -314,7 +319,8 @@ fn creation_reports_every_problem_at_once_with_field_paths() {
             "workRefs[1]",
             "workRefs[2]",
             "risk",
-            "rollbackPlan"
+            "rollbackPlan",
+            "idempotencyKey"
         ]
     );
 }
@@ -324,21 +330,44 @@ fn limits_are_inclusive_and_counted_in_characters() {
     type Edit = fn(&mut DeploymentRequest);
     let table: [(&str, Edit, &[&str]); 10] = [
         ("100-char service", |r| r.service = "é".repeat(100), &[]),
-        ("101-char service", |r| r.service = "é".repeat(101), &["service"]),
+        (
+            "101-char service",
+            |r| r.service = "é".repeat(101),
+            &["service"],
+        ),
         ("200-char version", |r| r.version = "v".repeat(200), &[]),
-        ("201-char version", |r| r.version = "v".repeat(201), &["version"]),
+        (
+            "201-char version",
+            |r| r.version = "v".repeat(201),
+            &["version"],
+        ),
         ("no work refs", |r| r.work_refs.clear(), &["workRefs"]),
         ("50 work refs", |r| r.work_refs = vec!["x".into(); 50], &[]),
-        ("51 work refs", |r| r.work_refs = vec!["x".into(); 51], &["workRefs"]),
+        (
+            "51 work refs",
+            |r| r.work_refs = vec!["x".into(); 51],
+            &["workRefs"],
+        ),
         ("500-char ref", |r| r.work_refs = vec!["x".repeat(500)], &[]),
-        ("10,000-char plan", |r| r.rollback_plan = "p".repeat(10_000), &[]),
-        ("10,001-char risk", |r| r.risk = Some("p".repeat(10_001)), &["risk"]),
+        (
+            "10,000-char plan",
+            |r| r.rollback_plan = "p".repeat(10_000),
+            &[],
+        ),
+        (
+            "10,001-char risk",
+            |r| r.risk = Some("p".repeat(10_001)),
+            &["risk"],
+        ),
     ];
     for (name, edit, expected) in table {
         let mut r = request("staging");
         edit(&mut r);
         assert_eq!(
-            fields(NewDeployment::validate(&r, &ProductionEnvironments::default())),
+            fields(NewDeployment::validate(
+                &r,
+                &ProductionEnvironments::default()
+            )),
             expected,
             "{name}"
         );
@@ -355,6 +384,7 @@ fn stored_strings_are_the_trimmed_values() {
         work_refs: vec![" PR-9 ".into()],
         risk: Some(" low ".into()),
         rollback_plan: "\n revert \n".into(),
+        idempotency_key: Some(" key-1 ".into()),
     };
     let new = NewDeployment::validate(&r, &ProductionEnvironments::default()).unwrap();
     assert_eq!(
@@ -388,4 +418,33 @@ fn names_round_trip_through_their_stored_form() {
         assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
     }
     assert!("pending_approval".parse::<Status>().is_err());
+}
+
+#[test]
+fn a_retry_is_recognised_by_its_trimmed_content_whatever_its_key() {
+    let prod = ProductionEnvironments::default();
+    let original = NewDeployment::validate(&request("staging"), &prod).unwrap();
+    let (d, _) = Deployment::create(original, Uuid::nil(), Uuid::nil(), at(0));
+
+    let mut retry = request("staging");
+    retry.service = " billing ".into();
+    retry.idempotency_key = Some("k".into());
+    assert!(d.was_requested_by(&NewDeployment::validate(&retry, &prod).unwrap()));
+
+    type Edit = fn(&mut DeploymentRequest);
+    let changes: [Edit; 7] = [
+        |r| r.service = "search".into(),
+        |r| r.environment = "qa".into(),
+        |r| r.version = "v9".into(),
+        |r| r.requester = "bob".into(),
+        |r| r.work_refs.push("JIRA-2".into()),
+        |r| r.risk = None,
+        |r| r.rollback_plan = "pray".into(),
+    ];
+    for change in changes {
+        let mut other = request("staging");
+        change(&mut other);
+        let other = NewDeployment::validate(&other, &prod).unwrap();
+        assert!(!d.was_requested_by(&other), "{other:?}");
+    }
 }

@@ -10,6 +10,7 @@ pub const MAX_VERSION_CHARS: usize = 200;
 pub const MAX_WORK_REFS: usize = 50;
 pub const MAX_WORK_REF_CHARS: usize = 500;
 pub const MAX_TEXT_CHARS: usize = 10_000;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
 /// One problem with one input field. `field` is a path relative to the input object,
 /// such as `risk` or `workRefs[2]`; the API edge prefixes it with the argument name.
@@ -129,6 +130,8 @@ pub struct DeploymentRequest {
     pub work_refs: Vec<String>,
     pub risk: Option<String>,
     pub rollback_plan: String,
+    /// Chosen by the client so that a retried request creates nothing new.
+    pub idempotency_key: Option<String>,
 }
 
 /// A deployment request that passed every creation rule; its strings are trimmed.
@@ -142,6 +145,7 @@ pub struct NewDeployment {
     work_refs: Vec<String>,
     risk: Option<String>,
     rollback_plan: String,
+    idempotency_key: Option<String>,
 }
 
 impl NewDeployment {
@@ -184,7 +188,13 @@ impl NewDeployment {
             p.add("rollbackPlan", "must not be blank");
         }
 
+        let idempotency_key = request
+            .idempotency_key
+            .as_deref()
+            .map(|key| p.line("idempotencyKey", key, MAX_IDEMPOTENCY_KEY_CHARS));
+
         p.finish(NewDeployment {
+            idempotency_key,
             service,
             environment,
             version,
@@ -215,6 +225,9 @@ impl NewDeployment {
     }
     pub fn rollback_plan(&self) -> &str {
         &self.rollback_plan
+    }
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 }
 

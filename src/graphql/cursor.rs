@@ -73,7 +73,12 @@ mod tests {
         for bad in ["", "abc", "!!!", &event(3)] {
             assert!(parse_deployment("after", bad).is_err(), "{bad:?}");
         }
-        for bad in ["", "zzz", &deployment(key), &URL_SAFE_NO_PAD.encode("e1:-4")] {
+        for bad in [
+            "",
+            "zzz",
+            &deployment(key),
+            &URL_SAFE_NO_PAD.encode("e1:-4"),
+        ] {
             assert!(parse_event("after", bad).is_err(), "{bad:?}");
         }
     }

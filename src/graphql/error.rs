@@ -72,6 +72,11 @@ impl From<StoreError> for ApiError {
                 message: refusal.to_string(),
                 reason: "SELF_APPROVAL",
             },
+            err @ StoreError::IdempotencyConflict { .. } => ApiError::Conflict {
+                message: format!("{err}; retry with the same input, or use a new key"),
+                status: None,
+                action: "create",
+            },
             internal => {
                 tracing::error!(error = %internal, "request failed");
                 ApiError::Internal

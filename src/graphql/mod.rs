@@ -17,7 +17,9 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{
+    Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables,
+};
 
 pub use error::ApiError;
 pub use mutation::Mutation;
@@ -41,7 +43,10 @@ pub const MAX_COMPLEXITY: usize = 10_000;
 pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(DataLoader::new(EventsLoader(store.clone()), tokio::spawn))
-        .data(DataLoader::new(DeploymentLoader(store.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            DeploymentLoader(store.clone()),
+            tokio::spawn,
+        ))
         .data(store)
         .data(production)
         .extension(ErrorCodes)
@@ -53,6 +58,35 @@ pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema
 /// The SDL of the schema, as `shiplog export-schema` prints it.
 pub fn sdl() -> String {
     Schema::build(Query, Mutation, Subscription).finish().sdl()
+}
+
+/// Tells subscriptions that the server is stopping. Connection data of every WebSocket;
+/// absent when a schema runs without a server (then nothing stops subscriptions).
+#[derive(Clone)]
+pub struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self(receiver)
+    }
+
+    /// Completes once the server is stopping (at once if it already is).
+    pub async fn wait(mut self) {
+        // An error means the sender is gone: the server has stopped.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Answers a nullable field with null and records `err` for it. (Returning `Err` from a
+/// resolver would drop the field from `data` altogether.)
+fn null_with_error<T>(ctx: &Context<'_>, err: ApiError) -> Option<T> {
+    let err = async_graphql::Error::from(err).into_server_error(ctx.item.pos);
+    ctx.add_error(ctx.set_error_path(err));
+    None
 }
 
 fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store, ApiError> {

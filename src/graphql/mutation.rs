@@ -26,6 +26,7 @@ impl Mutation {
             work_refs: input.work_refs,
             risk: input.risk,
             rollback_plan: input.rollback_plan,
+            idempotency_key: input.idempotency_key,
         };
         let new = NewDeployment::validate(&request, production(ctx)?)
             .map_err(|e| ApiError::invalid("input", e))?;
@@ -37,7 +38,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ApproveDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(ctx, Action::Approve, input.id, &input.actor, input.note.as_deref()).await
+        act(
+            ctx,
+            Action::Approve,
+            input.id,
+            &input.actor,
+            input.note.as_deref(),
+        )
+        .await
     }
 
     async fn reject_deployment(
@@ -45,7 +53,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: RejectDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(ctx, Action::Reject, input.id, &input.actor, Some(&input.note)).await
+        act(
+            ctx,
+            Action::Reject,
+            input.id,
+            &input.actor,
+            Some(&input.note),
+        )
+        .await
     }
 
     async fn start_deployment(
@@ -53,7 +68,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: StartDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(ctx, Action::Start, input.id, &input.actor, input.note.as_deref()).await
+        act(
+            ctx,
+            Action::Start,
+            input.id,
+            &input.actor,
+            input.note.as_deref(),
+        )
+        .await
     }
 
     async fn succeed_deployment(
@@ -61,7 +83,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: SucceedDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(ctx, Action::Succeed, input.id, &input.actor, input.note.as_deref()).await
+        act(
+            ctx,
+            Action::Succeed,
+            input.id,
+            &input.actor,
+            input.note.as_deref(),
+        )
+        .await
     }
 
     async fn fail_deployment(
@@ -77,7 +106,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: RollBackDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(ctx, Action::RollBack, input.id, &input.actor, Some(&input.note)).await
+        act(
+            ctx,
+            Action::RollBack,
+            input.id,
+            &input.actor,
+            Some(&input.note),
+        )
+        .await
     }
 }
 

@@ -5,7 +5,7 @@ use super::types::{
     parse_id, DeploymentConnection, DeploymentEventConnection, DeploymentEventFilter,
     DeploymentFilter, DeploymentObject, EventObject, Node,
 };
-use super::{cursor, store};
+use super::{cursor, null_with_error, store};
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -16,7 +16,10 @@ pub struct Query;
 impl Query {
     /// A deployment or an event by its id; null when nothing has it.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>, ApiError> {
-        let id = parse_id("id", &id)?;
+        let id = match parse_id("id", &id) {
+            Ok(id) => id,
+            Err(err) => return Ok(null_with_error(ctx, err)),
+        };
         let store = store(ctx)?;
         if let Some(d) = store.deployment(id).await? {
             return Ok(Some(Node::Deployment(DeploymentObject::new(d))));
@@ -33,12 +36,18 @@ impl Query {
         ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<DeploymentObject>, ApiError> {
-        let uuid = parse_id("id", &id)?;
+        let uuid = match parse_id("id", &id) {
+            Ok(uuid) => uuid,
+            Err(err) => return Ok(null_with_error(ctx, err)),
+        };
         match store(ctx)?.deployment(uuid).await? {
             Some(d) => Ok(Some(DeploymentObject::new(d))),
-            None => Err(ApiError::NotFound {
-                id: id.to_string(),
-            }),
+            None => Ok(null_with_error(
+                ctx,
+                ApiError::NotFound {
+                    id: uuid.to_string(),
+                },
+            )),
         }
     }
 
@@ -61,7 +70,11 @@ impl Query {
         // When the document asks for the page's events, load them all in one statement
         // now rather than leave it to per-row resolvers.
         let look_ahead = ctx.look_ahead();
-        let wants_events = look_ahead.field("edges").field("node").field("events").exists()
+        let wants_events = look_ahead
+            .field("edges")
+            .field("node")
+            .field("events")
+            .exists()
             || look_ahead.field("nodes").field("events").exists();
         let events = if wants_events && !page.items.is_empty() {
             let ids: Vec<_> = page.items.iter().map(|d| d.id).collect();
@@ -69,7 +82,12 @@ impl Query {
         } else {
             None
         };
-        Ok(DeploymentConnection::new(page, events, after.is_some(), filter))
+        Ok(DeploymentConnection::new(
+            page,
+            events,
+            after.is_some(),
+            filter,
+        ))
     }
 
     /// The audit feed across deployments, oldest first. first: default 20, 0..=100.

@@ -3,7 +3,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::error::ApiError;
 use super::types::{DeploymentEventFilter, EventObject};
-use super::{cursor, store};
+use super::{cursor, store, Stopping};
 
 pub struct Subscription;
 
@@ -29,6 +29,16 @@ impl Subscription {
             None => None,
         };
         let events = store.follow(filter, after).await?;
-        Ok(events.map(|e| e.map(EventObject::new).map_err(ApiError::from)))
+        let stopping = ctx.data_opt::<Stopping>().cloned();
+        let until_stop = async move {
+            match stopping {
+                Some(stopping) => stopping.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Ending the stream on a stop makes the transport send `complete`.
+        Ok(events
+            .take_until(until_stop)
+            .map(|e| e.map(EventObject::new).map_err(ApiError::from)))
     }
 }

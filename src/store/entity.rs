@@ -23,8 +23,8 @@ pub mod deployment {
         pub reviewed_at: Option<i64>,
         pub created_at: i64,
         pub updated_at: i64,
+        /// Set when the client gave one; unique.
         pub idempotency_key: Option<String>,
-        pub idempotency_fingerprint: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use migration::{Migrator, MigratorTrait};
-use tokio::sync::{broadcast, Mutex};
 use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlxSqliteConnector,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{broadcast, Mutex};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -42,6 +42,10 @@ pub struct StoreConfig {
     pub readers: u32,
     /// How long a writer waits for another process's lock before giving up.
     pub busy_timeout: Duration,
+    /// Committed events kept for subscribers that are behind. One shared buffer: a
+    /// subscriber that falls further behind catches up from the database instead (see
+    /// `follow`), so this bounds memory, not correctness.
+    pub live_buffer: usize,
 }
 
 impl StoreConfig {
@@ -50,6 +54,7 @@ impl StoreConfig {
             database_url: database_url.into(),
             readers: 4,
             busy_timeout: Duration::from_secs(5),
+            live_buffer: 1024,
         }
     }
 }
@@ -66,6 +71,8 @@ pub enum StoreError {
     Open(#[from] sqlx::Error),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    #[error("idempotency key {key:?} was first used with other input")]
+    IdempotencyConflict { key: String },
 }
 
 /// An event with its place in the global commit order.
@@ -121,8 +128,14 @@ impl EventFilter {
     /// The same test as the SQL the store runs, for events that arrive live.
     pub fn matches(&self, e: &DeploymentEvent) -> bool {
         self.deployment_id.is_none_or(|id| id == e.deployment_id)
-            && self.service.as_deref().is_none_or(|s| s.trim() == e.service)
-            && self.environment.as_deref().is_none_or(|s| s.trim() == e.environment)
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|s| s.trim() == e.service)
+            && self
+                .environment
+                .as_deref()
+                .is_none_or(|s| s.trim() == e.environment)
             && self.kinds.as_deref().is_none_or(|k| k.contains(&e.kind))
     }
 }
@@ -133,11 +146,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next: bool,
 }
-
-/// Committed events waiting for slow subscribers are kept up to this many; a subscriber
-/// that falls further behind catches up from the database instead (see `follow`), so
-/// this bounds memory, not correctness.
-const HUB_CAPACITY: usize = 1024;
 
 /// Events per statement when a subscriber replays history.
 const REPLAY_PAGE: u64 = 256;
@@ -182,7 +190,7 @@ impl Store {
             read,
             write,
             write_lock: Arc::new(Mutex::new(())),
-            hub: broadcast::channel(HUB_CAPACITY).0,
+            hub: broadcast::channel(config.live_buffer.max(1)).0,
             read_statements,
         })
     }
@@ -206,12 +214,28 @@ impl Store {
     }
 
     /// Records a new deployment and its CREATED event in one transaction.
+    ///
+    /// With an idempotency key that was used before: the same request gets the original
+    /// deployment (as it is now) and its CREATED event, and nothing is written; another
+    /// request gets `IdempotencyConflict`. The check runs inside the write transaction,
+    /// so racing retries cannot both create.
     #[tracing::instrument(skip_all, fields(service = new.service(), environment = new.environment()))]
     pub async fn create(&self, new: NewDeployment) -> Result<Written, StoreError> {
         let _writing = self.write_lock.lock().await;
-        let (deployment, event) = Deployment::create(new, Uuid::now_v7(), Uuid::now_v7(), now());
         let txn = self.write.begin_with_options(immediate()).await?;
-        deployment::Entity::insert(rows::deployment_row(&deployment)?)
+        let key = new.idempotency_key().map(str::to_owned);
+        if let Some(key) = key.as_deref() {
+            if let Some(original) = self.created_with_key(&txn, key).await? {
+                if !original.deployment.was_requested_by(&new) {
+                    return Err(StoreError::IdempotencyConflict {
+                        key: key.to_owned(),
+                    });
+                }
+                return Ok(original);
+            }
+        }
+        let (deployment, event) = Deployment::create(new, Uuid::now_v7(), Uuid::now_v7(), now());
+        deployment::Entity::insert(rows::deployment_row(&deployment, key)?)
             .exec_without_returning(&txn)
             .await?;
         let seq = event::Entity::insert(rows::event_row(&event))
@@ -222,6 +246,32 @@ impl Store {
         Ok(self.publish(Written {
             deployment,
             event: StoredEvent { seq, event },
+        }))
+    }
+
+    /// The deployment created with this idempotency key, and its CREATED event.
+    async fn created_with_key(
+        &self,
+        txn: &impl ConnectionTrait,
+        key: &str,
+    ) -> Result<Option<Written>, StoreError> {
+        let Some(row) = deployment::Entity::find()
+            .filter(deployment::Column::IdempotencyKey.eq(key))
+            .one(txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let deployment = rows::deployment(row)?;
+        let created = event::Entity::find()
+            .filter(event::Column::DeploymentId.eq(deployment.id.to_string()))
+            .order_by_asc(event::Column::Seq)
+            .one(txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("{} has no events", deployment.id)))?;
+        Ok(Some(Written {
+            deployment,
+            event: rows::event(created)?,
         }))
     }
 
@@ -245,7 +295,10 @@ impl Store {
         let (next, event) = current.apply(command, Uuid::now_v7(), now())?;
 
         let updated = deployment::Entity::update_many()
-            .col_expr(deployment::Column::Status, Expr::value(next.status.as_str()))
+            .col_expr(
+                deployment::Column::Status,
+                Expr::value(next.status.as_str()),
+            )
             .col_expr(
                 deployment::Column::ReviewedBy,
                 Expr::value(next.reviewed_by.clone()),
@@ -304,7 +357,7 @@ impl Store {
     /// The receiver is subscribed before anything is read, so an event committed during
     /// the replay is seen either by the replay or live, and `cursor` (the highest sequence
     /// number accounted for) drops the copy. A subscriber that falls more than
-    /// `HUB_CAPACITY` events behind is caught up from the database the same way: never
+    /// `live_buffer` events behind is caught up from the database the same way: never
     /// skipped, and never holding more than the shared buffer in memory.
     pub async fn follow(
         &self,
@@ -510,7 +563,10 @@ fn deployment_condition(filter: &DeploymentFilter) -> Condition {
         cond = cond.add(deployment::Column::Environment.eq(environment.trim()));
     }
     if let Some(statuses) = &filter.statuses {
-        cond = cond.add(any_of(deployment::Column::Status, statuses.iter().map(|s| s.as_str())));
+        cond = cond.add(any_of(
+            deployment::Column::Status,
+            statuses.iter().map(|s| s.as_str()),
+        ));
     }
     cond
 }
@@ -527,7 +583,10 @@ fn event_condition(filter: &EventFilter) -> Condition {
         cond = cond.add(event::Column::Environment.eq(environment.trim()));
     }
     if let Some(kinds) = &filter.kinds {
-        cond = cond.add(any_of(event::Column::Kind, kinds.iter().map(|k| k.as_str())));
+        cond = cond.add(any_of(
+            event::Column::Kind,
+            kinds.iter().map(|k| k.as_str()),
+        ));
     }
     cond
 }

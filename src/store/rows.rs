@@ -8,7 +8,10 @@ use super::entity::{deployment, event};
 use super::{StoreError, StoredEvent};
 use crate::domain::{Deployment, DeploymentEvent, Timestamp};
 
-pub(super) fn deployment_row(d: &Deployment) -> Result<deployment::ActiveModel, StoreError> {
+pub(super) fn deployment_row(
+    d: &Deployment,
+    idempotency_key: Option<String>,
+) -> Result<deployment::ActiveModel, StoreError> {
     let work_refs = serde_json::to_string(&d.work_refs)
         .map_err(|e| StoreError::Corrupt(format!("work refs: {e}")))?;
     Ok(deployment::ActiveModel {
@@ -25,8 +28,7 @@ pub(super) fn deployment_row(d: &Deployment) -> Result<deployment::ActiveModel, 
         reviewed_at: Set(d.reviewed_at.map(|t| t.timestamp_millis())),
         created_at: Set(d.created_at.timestamp_millis()),
         updated_at: Set(d.updated_at.timestamp_millis()),
-        idempotency_key: Set(None),
-        idempotency_fingerprint: Set(None),
+        idempotency_key: Set(idempotency_key),
     })
 }
 
@@ -96,5 +98,6 @@ fn parse<T>(s: &str) -> Result<T, StoreError>
 where
     T: std::str::FromStr<Err = crate::domain::UnknownName>,
 {
-    s.parse().map_err(|e: crate::domain::UnknownName| StoreError::Corrupt(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::domain::UnknownName| StoreError::Corrupt(e.to_string()))
 }

@@ -162,7 +162,10 @@ impl TestApp {
     /// Creates a deployment and returns its id.
     pub async fn create(&self, service: &str, environment: &str) -> String {
         let data = self
-            .ok(CREATE, json!({ "input": create_input(service, environment) }))
+            .ok(
+                CREATE,
+                json!({ "input": create_input(service, environment) }),
+            )
             .await;
         data["createDeployment"]["deployment"]["id"]
             .as_str()

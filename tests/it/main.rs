@@ -3,5 +3,6 @@
 
 mod api;
 mod helpers;
+mod live;
 mod schema;
 mod store;

@@ -47,7 +47,10 @@ fn promises(sdl: &str) -> BTreeSet<String> {
             }
             TypeKind::Interface(i) => {
                 for f in i.fields {
-                    out.insert(format!("interface {name}.{}: {}", f.node.name.node, f.node.ty.node));
+                    out.insert(format!(
+                        "interface {name}.{}: {}",
+                        f.node.name.node, f.node.ty.node
+                    ));
                 }
             }
             TypeKind::Enum(e) => {
@@ -57,7 +60,10 @@ fn promises(sdl: &str) -> BTreeSet<String> {
             }
             TypeKind::InputObject(i) => {
                 for f in i.fields {
-                    out.insert(format!("input {name}.{}: {}", f.node.name.node, f.node.ty.node));
+                    out.insert(format!(
+                        "input {name}.{}: {}",
+                        f.node.name.node, f.node.ty.node
+                    ));
                 }
             }
             TypeKind::Union(u) => {
@@ -87,11 +93,15 @@ fn the_committed_schema_graphql_is_what_the_code_exports() {
 
 #[test]
 fn the_schema_keeps_every_promise_of_the_contract() {
-    let contract_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql");
+    let contract_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql");
     let contract = std::fs::read_to_string(contract_path).expect("read the contract");
     let ours = promises(&graphql::sdl());
     let missing: Vec<_> = promises(&contract).difference(&ours).cloned().collect();
-    assert!(missing.is_empty(), "the schema breaks the contract: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "the schema breaks the contract: {missing:#?}"
+    );
 }
 
 #[test]
@@ -105,13 +115,17 @@ fn the_vendored_contract_is_the_shared_one() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql"),
     )
     .expect("read the vendored contract");
-    assert_eq!(vendored, shared, "copy ../shared/design/contract.graphql to tests/contract/");
+    assert_eq!(
+        vendored, shared,
+        "copy ../shared/design/contract.graphql to tests/contract/"
+    );
 }
 
 #[test]
 fn additions_to_contract_inputs_and_arguments_are_optional() {
     // A new required input field or argument would break every existing client.
-    let contract_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql");
+    let contract_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql");
     let contract = promises(&std::fs::read_to_string(contract_path).expect("read the contract"));
     let added_required: Vec<_> = promises(&graphql::sdl())
         .difference(&contract)
@@ -156,9 +170,13 @@ async fn a_page_with_nested_events_costs_the_same_statements_whatever_its_size()
         let before = store.read_statements();
         let body = execute(&schema, PAGE_WITH_EVENTS, json!({ "first": first })).await;
         assert!(body.get("errors").is_none(), "{body:#}");
-        let edges = body["data"]["deployments"]["edges"].as_array().expect("edges");
+        let edges = body["data"]["deployments"]["edges"]
+            .as_array()
+            .expect("edges");
         assert_eq!(edges.len(), first);
-        assert!(edges.iter().all(|e| e["node"]["events"][0]["kind"] == "CREATED"));
+        assert!(edges
+            .iter()
+            .all(|e| e["node"]["events"][0]["kind"] == "CREATED"));
         costs.insert(first, store.read_statements() - before);
     }
     let distinct: BTreeSet<_> = costs.values().collect();
@@ -176,7 +194,10 @@ async fn documents_past_the_depth_limit_are_refused_before_running() {
                 deployment { events { deployment { events { deployment { events { id } } } } } } } } } } \
                 } } } }";
     let body = execute(&schema, deep, json!({})).await;
-    assert_eq!(body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{body:#}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body:#}"
+    );
     assert_eq!(store.read_statements(), before, "nothing ran");
 }
 
@@ -190,7 +211,10 @@ async fn documents_past_the_complexity_limit_are_refused() {
         .map(|i| format!("p{i}: deployments(first: 100) {{ nodes {{ {fields} }} }} "))
         .collect();
     let body = execute(&schema, &format!("{{ {aliases} }}"), json!({})).await;
-    assert_eq!(body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{body:#}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body:#}"
+    );
 
     // A full page of 100 with every field and events stays within the limit.
     let one = format!("{{ deployments(first: 100) {{ totalCount nodes {{ {fields} }} }} }}");
