@@ -43,7 +43,7 @@ CREATE INDEX deployments_by_service_environment ON deployments (service, environ
 CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
 
 CREATE TABLE deployment_events (
-    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- never reused, even after a rollback
+    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- no gaps: one writer, rollbacks undo it
     id            TEXT    NOT NULL UNIQUE,                    -- UUIDv7
     deployment_id TEXT    NOT NULL REFERENCES deployments (id),
     service       TEXT    NOT NULL,                           -- copied: never changes

@@ -10,6 +10,7 @@ mod entity;
 mod rows;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use sea_orm::{
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{broadcast, Mutex};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -221,6 +223,11 @@ impl Store {
     /// so racing retries cannot both create.
     #[tracing::instrument(skip_all, fields(service = new.service(), environment = new.environment()))]
     pub async fn create(&self, new: NewDeployment) -> Result<Written, StoreError> {
+        let store = self.clone();
+        run_to_completion(async move { store.write_create(new).await }).await
+    }
+
+    async fn write_create(&self, new: NewDeployment) -> Result<Written, StoreError> {
         let _writing = self.write_lock.lock().await;
         let txn = self.write.begin_with_options(immediate()).await?;
         let key = new.idempotency_key().map(str::to_owned);
@@ -279,6 +286,16 @@ impl Store {
     /// decide, compare-and-sets the status and appends the event. Any failure rolls back both.
     #[tracing::instrument(skip_all, fields(%id, action = %command.action()))]
     pub async fn transition(
+        &self,
+        id: Uuid,
+        command: &ActionCommand,
+    ) -> Result<Written, StoreError> {
+        let store = self.clone();
+        let command = command.clone();
+        run_to_completion(async move { store.write_transition(id, &command).await }).await
+    }
+
+    async fn write_transition(
         &self,
         id: Uuid,
         command: &ActionCommand,
@@ -376,6 +393,9 @@ impl Store {
         Ok(async_stream::try_stream! {
             loop {
                 if replay {
+                    // Everything up to the high-water mark is in the database now; what
+                    // commits later is in the live buffer, which was subscribed first.
+                    let high_water = store.last_seq().await?;
                     loop {
                         let page = store.event_page(&filter, REPLAY_PAGE, Some(cursor)).await?;
                         for stored in page.items {
@@ -386,13 +406,18 @@ impl Store {
                             break;
                         }
                     }
+                    cursor = Ord::max(cursor, high_water);
                     replay = false;
                 }
                 match live.recv().await {
+                    Ok(stored) if stored.seq <= cursor => {}
+                    Ok(stored) if stored.seq != cursor + 1 => {
+                        // Sequence numbers have no gaps, so an event committed without
+                        // coming live. Take it, and this one, from the database.
+                        tracing::warn!(cursor, seq = stored.seq, "gap in live events; replaying");
+                        replay = true;
+                    }
                     Ok(stored) => {
-                        if stored.seq <= cursor {
-                            continue;
-                        }
                         cursor = stored.seq;
                         if filter.matches(&stored.event) {
                             yield StoredEvent::clone(&stored);
@@ -539,6 +564,17 @@ fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreEr
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(config.busy_timeout))
+}
+
+/// Runs a write on its own task. A caller that goes away (a client disconnecting drops
+/// its request future) must not cut a write between its commit and its publication:
+/// subscribers would never hear of an event that is in the database.
+async fn run_to_completion(
+    write: impl Future<Output = Result<Written, StoreError>> + Send + 'static,
+) -> Result<Written, StoreError> {
+    tokio::spawn(write.in_current_span())
+        .await
+        .map_err(|err| StoreError::Corrupt(format!("a write task failed: {err}")))?
 }
 
 fn immediate() -> TransactionOptions {

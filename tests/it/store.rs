@@ -704,8 +704,6 @@ async fn the_database_refuses_to_update_or_delete_an_event() {
 }
 
 #[tokio::test]
-#[ignore = "known schema gap: INSERT OR REPLACE deletes an event without firing the \
-            no-delete trigger (recursive_triggers is off); un-ignore once fixed"]
 async fn the_database_refuses_to_replace_an_event() {
     let db = TestDb::new();
     let store = db.open().await;
@@ -1781,4 +1779,36 @@ async fn a_subscriber_that_falls_far_behind_still_gets_every_matching_event_once
         .expect("create succeeds");
     assert_eq!(next_event(&mut stream).await, one_more.event);
     assert_quiet(&mut stream).await;
+}
+
+#[tokio::test]
+async fn a_write_whose_caller_gives_up_is_still_published_to_subscribers() {
+    let (_db, store) = fresh().await;
+    let live = store
+        .follow(EventFilter::default(), None)
+        .await
+        .expect("subscribe");
+    futures_util::pin_mut!(live);
+
+    // Callers that stop waiting at every point of a write: before it starts, between
+    // its commit and its publication, after it is done.
+    for i in 0..150u64 {
+        let write = store.create(new_deployment(&format!("svc-{i}"), "staging"));
+        let _ = tokio::time::timeout(Duration::from_micros(i * 30), write).await;
+    }
+    // Give writes whose callers left a moment to finish on their own.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let committed = all_events(&store).await;
+    assert!(!committed.is_empty());
+
+    let mut received = Vec::new();
+    while received.len() < committed.len() {
+        let next = tokio::time::timeout(Duration::from_secs(5), live.next())
+            .await
+            .expect("every committed event arrives")
+            .expect("the stream goes on")
+            .expect("no error");
+        received.push(next);
+    }
+    assert_eq!(seqs(&received), seqs(&committed));
 }
