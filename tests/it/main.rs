@@ -1,8 +1,12 @@
 //! The one integration test binary: store tests against real SQLite files, schema tests
-//! through `Schema::execute`, and API tests through HTTP against a server on port 0.
+//! through `Schema::execute`, API and live tests through HTTP and WebSocket against a
+//! server on port 0, and the reliability tests (model, fuzz, crash).
 
 mod api;
+mod crash;
+mod fuzz;
 mod helpers;
 mod live;
+mod model;
 mod schema;
 mod store;
