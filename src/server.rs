@@ -23,6 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::graphql::{ShiplogSchema, Stopping};
@@ -48,6 +49,9 @@ pub fn router(schema: ShiplogSchema, store: Store, stopping: Stopping) -> Router
         .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Panics in resolvers are caught by the schema; this catches any other, so a
+        // client still gets a coded error and the server goes on.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState {
             schema,
@@ -185,6 +189,15 @@ async fn graphql(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
         }
     };
     GraphQLResponse::from(state.schema.execute_batch(request).await).into_response()
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    request_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_SERVER_ERROR",
+        "Internal server error",
+    )
 }
 
 /// An error about the HTTP request itself, in the shape of a GraphQL response.

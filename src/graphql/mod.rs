@@ -4,6 +4,7 @@
 
 mod cursor;
 mod error;
+mod limits;
 mod loaders;
 mod mutation;
 mod query;
@@ -13,6 +14,8 @@ mod types;
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
+use std::panic::AssertUnwindSafe;
+
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
 };
@@ -20,8 +23,10 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables,
 };
+use futures_util::FutureExt;
 
 pub use error::ApiError;
+pub use limits::{MAX_ALIASES, MAX_ROOT_FIELDS};
 pub use mutation::Mutation;
 pub use query::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use subscription::Subscription;
@@ -104,9 +109,11 @@ fn production<'a>(ctx: &Context<'a>) -> Result<&'a ProductionEnvironments, ApiEr
 }
 
 /// Gives every error that async-graphql produces itself an `extensions.code`, as the
-/// contract requires: parse errors, validation errors (including the depth and
-/// complexity limits), and the few request errors raised between the two.
-struct ErrorCodes;
+/// contract requires: parse errors, validation errors (including the depth, complexity,
+/// root-field and alias limits), and the few request errors raised between the two.
+/// Also turns a panic into an INTERNAL_SERVER_ERROR. Public so that tests can put it on
+/// a schema of their own.
+pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
@@ -117,7 +124,23 @@ impl ExtensionFactory for ErrorCodes {
 #[async_trait::async_trait]
 impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
+        // A panicking resolver fails its request with INTERNAL_SERVER_ERROR; the panic is
+        // logged and the server goes on serving. Caught here, once per request, rather
+        // than around every field.
+        let mut response = match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
+            Ok(response) => response,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "a request panicked");
+                let mut err = ServerError::new("Internal server error", None);
+                set_code_if_missing(&mut err, "INTERNAL_SERVER_ERROR");
+                Response::from_errors(vec![err])
+            }
+        };
         // Errors still without a code failed the request as a whole (an unknown operation
         // name, say) or came from input coercion while resolving.
         let request_failed = response.data == async_graphql::Value::Null;
@@ -139,10 +162,15 @@ impl Extension for ErrorCodes {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut err| {
+        let doc = next.run(ctx, query, variables).await.map_err(|mut err| {
             set_code_if_missing(&mut err, "GRAPHQL_PARSE_FAILED");
             err
-        })
+        })?;
+        limits::check(&doc).map_err(|mut err| {
+            set_code_if_missing(&mut err, "GRAPHQL_VALIDATION_FAILED");
+            err
+        })?;
+        Ok(doc)
     }
 
     async fn validation(

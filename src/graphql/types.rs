@@ -251,7 +251,7 @@ impl From<DeploymentFilter> for store::DeploymentFilter {
         store::DeploymentFilter {
             service: f.service,
             environment: f.environment,
-            statuses: f.status.map(|s| s.into_iter().map(Into::into).collect()),
+            statuses: f.status.map(distinct),
         }
     }
 }
@@ -274,9 +274,21 @@ impl DeploymentEventFilter {
                 .transpose()?,
             service: self.service,
             environment: self.environment,
-            kinds: self.kind.map(|k| k.into_iter().map(Into::into).collect()),
+            kinds: self.kind.map(distinct),
         })
     }
+}
+
+/// The distinct values of an any-of list, in first-seen order: a client may repeat a
+/// value, but the SQL never grows past the number of values the enum has.
+fn distinct<A, B: From<A> + PartialEq>(values: Vec<A>) -> Vec<B> {
+    let mut out: Vec<B> = Vec::new();
+    for value in values.into_iter().map(B::from) {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
 }
 
 #[derive(SimpleObject)]

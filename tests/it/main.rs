@@ -6,6 +6,7 @@ mod api;
 mod crash;
 mod fuzz;
 mod helpers;
+mod limits;
 mod live;
 mod model;
 mod schema;
