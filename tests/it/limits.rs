@@ -263,8 +263,13 @@ impl Panicky {
     async fn fine(&self) -> i32 {
         1
     }
-    async fn boom(&self) -> i32 {
-        panic!("resolver bug")
+    async fn boom(&self, divisor: Option<i32>) -> i32 {
+        // Divides by zero unless told otherwise: a bug the compiler cannot see coming.
+        let divisor = divisor.unwrap_or(0);
+        if divisor == 0 {
+            panic!("resolver bug");
+        }
+        100 / divisor
     }
 }
 
