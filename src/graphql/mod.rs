@@ -13,17 +13,19 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use std::panic::AssertUnwindSafe;
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+    NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables,
 };
-use futures_util::FutureExt;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
 
 pub use error::ApiError;
 pub use limits::{MAX_ALIASES, MAX_ROOT_FIELDS};
@@ -141,18 +143,24 @@ impl Extension for ErrorCodes {
                 Response::from_errors(vec![err])
             }
         };
-        // Errors still without a code failed the request as a whole (an unknown operation
-        // name, say) or came from input coercion while resolving.
-        let request_failed = response.data == async_graphql::Value::Null;
-        for err in &mut response.errors {
-            let code = if request_failed && err.path.is_empty() {
-                "GRAPHQL_VALIDATION_FAILED"
-            } else {
-                "BAD_USER_INPUT"
-            };
-            set_code_if_missing(err, code);
-        }
+        fill_codes(&mut response);
         response
+    }
+
+    /// The same for every response of a subscription stream (the WebSocket path never
+    /// goes through `request`).
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                fill_codes(&mut response);
+                response
+            })
+            .boxed()
     }
 
     async fn parse_query(
@@ -184,6 +192,20 @@ impl Extension for ErrorCodes {
             }
             errors
         })
+    }
+}
+
+/// Codes the errors still without one: they failed the request as a whole (an unknown
+/// operation name, say) or came from input coercion while resolving.
+fn fill_codes(response: &mut Response) {
+    let request_failed = response.data == async_graphql::Value::Null;
+    for err in &mut response.errors {
+        let code = if request_failed && err.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            "BAD_USER_INPUT"
+        };
+        set_code_if_missing(err, code);
     }
 }
 

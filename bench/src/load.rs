@@ -1,0 +1,580 @@
+//! The workloads. Each starts its own server over its own database, so that each peak
+//! RSS figure belongs to one workload.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::seed::{seed, service};
+use crate::server::Server;
+use crate::{path_str, percentile, BenchError, Plan, Row};
+
+const CREATE: &str = "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { deployment { id status } event { cursor } } }";
+
+fn create_vars(i: usize) -> Value {
+    json!({ "input": {
+        "service": service(i), "environment": "staging", "version": format!("v2.{i}"),
+        "requester": "alice", "workRefs": ["JIRA-7"], "risk": "low",
+        "rollbackPlan": "redeploy the previous version" } })
+}
+
+fn act(mutation: &str, input_type: &str) -> String {
+    format!("mutation($input: {input_type}!) {{ {mutation}(input: $input) {{ deployment {{ id status }} event {{ cursor }} }} }}")
+}
+
+const EVENT_FIELDS: &str = "id cursor deploymentId kind actor note fromStatus toStatus occurredAt";
+const DEPLOYMENT_FIELDS: &str = "id service environment version requester workRefs risk rollbackPlan status reviewedBy reviewedAt createdAt updatedAt";
+
+/// W2's document: a page with every field and nested events.
+pub fn dashboard(total_count: bool, filter: bool) -> String {
+    format!(
+        "query($first: Int, $service: String) {{ deployments(first: $first{}) {{ {} \
+         pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} \
+         edges {{ cursor node {{ {DEPLOYMENT_FIELDS} events {{ {EVENT_FIELDS} }} }} }} }} }}",
+        if filter {
+            ", filter: { service: $service }"
+        } else {
+            ""
+        },
+        if total_count { "totalCount" } else { "" },
+    )
+}
+
+/// Posts a document; `Err` for a transport failure or a response with errors.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Value, String> {
+    let response = client
+        .post(url)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if let Some(errors) = body.get("errors") {
+        return Err(errors.to_string());
+    }
+    Ok(body["data"].clone())
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    ok: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn merge(tallies: Vec<Tally>) -> Tally {
+        let mut all = Tally::default();
+        for t in tallies {
+            all.latencies_us.extend(t.latencies_us);
+            all.ok += t.ok;
+            all.failed += t.failed;
+        }
+        all.latencies_us.sort_unstable();
+        all
+    }
+
+    fn record(&mut self, started: Instant, result: &Result<Value, String>) {
+        self.latencies_us.push(started.elapsed().as_micros() as u64);
+        match result {
+            Ok(_) => self.ok += 1,
+            Err(err) => {
+                if self.failed < 3 {
+                    eprintln!("  failed: {err}");
+                }
+                self.failed += 1;
+            }
+        }
+    }
+}
+
+fn row(workload: &str, unit: &str, tally: &Tally, elapsed: Duration, server: &Server) -> Row {
+    Row {
+        workload: workload.to_owned(),
+        throughput: Some(tally.ok as f64 / elapsed.as_secs_f64()),
+        unit: unit.to_owned(),
+        p50_ms: percentile(&tally.latencies_us, 50.0),
+        p99_ms: percentile(&tally.latencies_us, 99.0),
+        peak_rss_mb: server.peak_rss_mb(),
+        failures: tally.failed,
+        note: String::new(),
+    }
+}
+
+/// W1: create, approve, start, succeed, by `clients` concurrent clients.
+pub async fn w1_write(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, BenchError> {
+    let server = Server::start(binary, db).await?;
+    let client = reqwest::Client::new();
+    let url = server.url("/graphql");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + plan.run;
+    let tasks: Vec<_> = (0..plan.clients)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let steps = [
+                    (act("approveDeployment", "ApproveDeploymentInput"), "bob"),
+                    (act("startDeployment", "StartDeploymentInput"), "deploybot"),
+                    (
+                        act("succeedDeployment", "SucceedDeploymentInput"),
+                        "deploybot",
+                    ),
+                ];
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let created = post(&client, &url, CREATE, create_vars(i)).await;
+                    tally.record(t, &created);
+                    let Ok(created) = created else { continue };
+                    let id = created["createDeployment"]["deployment"]["id"].clone();
+                    for (doc, actor) in &steps {
+                        let t = Instant::now();
+                        let result = post(
+                            &client,
+                            &url,
+                            doc,
+                            json!({ "input": { "id": id, "actor": actor } }),
+                        )
+                        .await;
+                        tally.record(t, &result);
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tallies = Vec::new();
+    for t in tasks {
+        tallies.push(t.await?);
+    }
+    let elapsed = started.elapsed();
+    let tally = Tally::merge(tallies);
+    let row = row(
+        &format!("W1 write lifecycle, {} clients", plan.clients),
+        "mutations/s",
+        &tally,
+        elapsed,
+        &server,
+    );
+    server.stop().await?;
+    Ok(row)
+}
+
+/// W2: a page of 50 with every field and events over the seeded database.
+pub async fn w2_dashboard(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, BenchError> {
+    let server = Server::start(binary, db).await?;
+    let client = reqwest::Client::new();
+    let url = server.url("/graphql");
+    let doc = Arc::new(dashboard(true, false));
+    let started = Instant::now();
+    let deadline = started + plan.run;
+    let tasks: Vec<_> = (0..plan.clients)
+        .map(|_| {
+            let (client, url, doc) = (client.clone(), url.clone(), doc.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let result = post(&client, &url, &doc, json!({ "first": 50 }))
+                        .await
+                        .and_then(|data| {
+                            match data["deployments"]["edges"].as_array().map(Vec::len) {
+                                Some(50) => Ok(data),
+                                other => Err(format!("expected 50 edges, got {other:?}")),
+                            }
+                        });
+                    tally.record(t, &result);
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tallies = Vec::new();
+    for t in tasks {
+        tallies.push(t.await?);
+    }
+    let elapsed = started.elapsed();
+    let tally = Tally::merge(tallies);
+    let mut row = row(
+        &format!("W2 dashboard page of 50, {} clients", plan.clients),
+        "requests/s",
+        &tally,
+        elapsed,
+        &server,
+    );
+    row.note = format!(
+        "{} deployments x 4 events, with totalCount",
+        plan.w2_deployments
+    );
+    server.stop().await?;
+    Ok(row)
+}
+
+/// The SQL statements one W2 page costs, for several page sizes (in process).
+pub async fn statements_per_page(db: &Path) -> Result<Row, BenchError> {
+    let store =
+        shiplog::store::Store::open(&shiplog::store::StoreConfig::new(path_str(db))).await?;
+    let schema = shiplog::graphql::schema(store.clone(), Default::default());
+    let doc = dashboard(true, false);
+    let mut counts = Vec::new();
+    let mut failures = 0;
+    for first in [1, 10, 50, 100] {
+        let before = store.read_statements();
+        let response = schema
+            .execute(async_graphql::Request::new(&doc).variables(
+                async_graphql::Variables::from_json(json!({ "first": first })),
+            ))
+            .await;
+        if !response.errors.is_empty() {
+            failures += 1;
+        }
+        counts.push(format!(
+            "first={first}: {}",
+            store.read_statements() - before
+        ));
+    }
+    store.close().await?;
+    Ok(Row {
+        workload: "SQL statements per W2 page".to_owned(),
+        failures,
+        note: counts.join(", "),
+        ..Row::default()
+    })
+}
+
+/// W3: single-client latency of a filtered page at two database sizes.
+pub async fn w3_scale(plan: &Plan, binary: &Path, dir: &Path) -> Result<Vec<Row>, BenchError> {
+    let mut rows = Vec::new();
+    for size in [plan.w3_small, plan.w3_large] {
+        let db = dir.join(format!("w3-{size}.db"));
+        seed(binary, &db, size, false).await?;
+        let server = Server::start(binary, &db).await?;
+        let client = reqwest::Client::new();
+        let url = server.url("/graphql");
+        let doc = dashboard(false, true);
+        let mut tally = Tally::default();
+        let started = Instant::now();
+        for i in 0..plan.w3_requests {
+            let t = Instant::now();
+            let result = post(
+                &client,
+                &url,
+                &doc,
+                json!({ "first": 50, "service": service(i) }),
+            )
+            .await;
+            tally.record(t, &result);
+        }
+        let elapsed = started.elapsed();
+        tally.latencies_us.sort_unstable();
+        let mut row = row(
+            &format!("W3 filtered page, {size} deployments"),
+            "requests/s",
+            &tally,
+            elapsed,
+            &server,
+        );
+        row.note = "1 client, filter service, no totalCount".to_owned();
+        server.stop().await?;
+        rows.push(row);
+    }
+    if let (Some(small), Some(large)) = (rows[0].p50_ms, rows[1].p50_ms) {
+        rows[1].note = format!(
+            "{} ; p50 ratio large/small = {:.2}x",
+            rows[1].note,
+            large / small
+        );
+    }
+    Ok(rows)
+}
+
+/// W4: `subscribers` WebSocket subscribers while events commit at a fixed rate, then a burst.
+pub async fn w4_fanout(
+    plan: &Plan,
+    binary: &Path,
+    db: &Path,
+    subscribers: usize,
+) -> Result<Vec<Row>, BenchError> {
+    let server = Server::start(binary, db).await?;
+    let rss_before = server.rss_kb().unwrap_or(0);
+    let target = Arc::new(AtomicUsize::new(usize::MAX));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let connecting = Arc::new(tokio::sync::Semaphore::new(64));
+    let give_up = Instant::now() + plan.run * 4 + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let (addr, target, ready, connecting) = (
+            server.addr,
+            target.clone(),
+            ready.clone(),
+            connecting.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let permit = connecting
+                .acquire_owned()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut request = format!("ws://{addr}/graphql/ws")
+                .into_client_request()
+                .map_err(|e| e.to_string())?;
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("graphql-transport-ws"),
+            );
+            let (mut ws, _) = tokio_tungstenite::connect_async(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.send(Message::text(
+                json!({ "type": "connection_init" }).to_string(),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+            ws.send(Message::text(
+                json!({ "id": "1", "type": "subscribe",
+                "payload": { "query": "subscription { deploymentEvents { id occurredAt } }" } })
+                .to_string(),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+            drop(permit);
+            let mut latencies_ms = Vec::new();
+            let mut acked = false;
+            loop {
+                if latencies_ms.len() >= target.load(Ordering::Relaxed) || Instant::now() > give_up
+                {
+                    return Ok::<_, String>(latencies_ms);
+                }
+                let Ok(msg) = tokio::time::timeout(Duration::from_millis(200), ws.next()).await
+                else {
+                    continue;
+                };
+                let Some(Ok(Message::Text(text))) = msg else {
+                    if matches!(msg, None | Some(Err(_))) {
+                        return Ok(latencies_ms);
+                    }
+                    continue;
+                };
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let value: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                match value["type"].as_str() {
+                    Some("connection_ack") if !acked => {
+                        acked = true;
+                        ready.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some("next") => {
+                        let at = value["payload"]["data"]["deploymentEvents"]["occurredAt"]
+                            .as_str()
+                            .unwrap_or("");
+                        let at =
+                            chrono::DateTime::parse_from_rfc3339(at).map_err(|e| e.to_string())?;
+                        latencies_ms.push((now_ms - at.timestamp_millis()).max(0) as u64);
+                    }
+                    Some("ping") => {
+                        let _ = ws
+                            .send(Message::text(json!({ "type": "pong" }).to_string()))
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    while ready.load(Ordering::Relaxed) < subscribers {
+        if Instant::now() > give_up {
+            return Err("subscribers did not connect in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the server register every subscription before the first commit.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_subscribed = server.rss_kb().unwrap_or(0);
+
+    // Phase A: a fixed commit rate.
+    let client = reqwest::Client::new();
+    let url = server.url("/graphql");
+    let mut writes = Tally::default();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(plan.w4_rate));
+    let phase_a = (plan.run.as_secs_f64() * f64::from(plan.w4_rate)) as usize;
+    let mut ticker = tokio::time::interval(interval);
+    for i in 0..phase_a {
+        ticker.tick().await;
+        let t = Instant::now();
+        let result = post(&client, &url, CREATE, create_vars(i)).await;
+        writes.record(t, &result);
+    }
+    // Phase B: a burst as fast as 16 writers go, to find deliveries/s at saturation.
+    let burst_started = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let burst: Vec<_> = (0..16)
+        .map(|w| {
+            let (client, url, done) = (client.clone(), url.clone(), done.clone());
+            let n = plan.w4_burst / 16 + usize::from(w < plan.w4_burst % 16);
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                for i in 0..n {
+                    let t = Instant::now();
+                    let result =
+                        post(&client, &url, CREATE, create_vars(100_000 + w * 1000 + i)).await;
+                    tally.record(t, &result);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut burst_tallies = Vec::new();
+    for b in burst {
+        burst_tallies.push(b.await?);
+    }
+    let burst_tally = Tally::merge(burst_tallies);
+    let expected = phase_a + plan.w4_burst;
+    target.store(
+        writes.ok as usize + burst_tally.ok as usize,
+        Ordering::Relaxed,
+    );
+
+    let mut missing = 0u64;
+    let mut latencies: Vec<u64> = Vec::new();
+    for task in tasks {
+        match task.await? {
+            Ok(received) => {
+                missing += (expected - received.len().min(expected)) as u64;
+                latencies.extend(received.iter().take(phase_a).map(|ms| ms * 1000));
+            }
+            Err(err) => {
+                eprintln!("  subscriber failed: {err}");
+                missing += expected as u64;
+            }
+        }
+    }
+    let burst_elapsed = burst_started.elapsed();
+    latencies.sort_unstable();
+    let per_subscriber_kb = rss_subscribed.saturating_sub(rss_before) as f64 / subscribers as f64;
+    let peak = server.peak_rss_mb();
+    server.stop().await?;
+    Ok(vec![
+        Row {
+            workload: format!("W4 fan-out {subscribers} subs, {}/s commits", plan.w4_rate),
+            throughput: Some((subscribers * phase_a) as f64 / plan.run.as_secs_f64()),
+            unit: "deliveries/s".to_owned(),
+            p50_ms: percentile(&latencies, 50.0),
+            p99_ms: percentile(&latencies, 99.0),
+            peak_rss_mb: peak,
+            failures: writes.failed + burst_tally.failed + missing,
+            note: format!(
+                "commit-to-delivery; {missing} deliveries missing of {}; {per_subscriber_kb:.1} KB/subscriber",
+                subscribers * expected
+            ),
+        },
+        Row {
+            workload: format!("W4 fan-out {subscribers} subs, burst of {}", plan.w4_burst),
+            throughput: Some((subscribers * plan.w4_burst) as f64 / burst_elapsed.as_secs_f64()),
+            unit: "deliveries/s".to_owned(),
+            peak_rss_mb: peak,
+            note: "until every subscriber had every event".to_owned(),
+            ..Row::default()
+        },
+    ])
+}
+
+/// W5: the write transaction of one transition (compare-and-set one row, append one
+/// event) straight on SQLite, one connection, the server's durability settings.
+pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
+    shiplog::store::Store::open(&shiplog::store::StoreConfig::new(path_str(db)))
+        .await?
+        .close()
+        .await?;
+    let mut conn = SqliteConnectOptions::new()
+        .filename(db)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    let mut ids = Vec::with_capacity(plan.w5_rows);
+    let mut tx = conn.begin().await?;
+    for i in 0..plan.w5_rows {
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk, \
+             rollback_plan, status, created_at, updated_at) VALUES (?, ?, 'staging', 'v1', 'alice', \
+             '[\"JIRA-1\"]', NULL, 'redeploy', 'APPROVED', ?, ?)",
+        )
+        .bind(&id)
+        .bind(service(i))
+        .bind(i as i64)
+        .bind(i as i64)
+        .execute(&mut *tx)
+        .await?;
+        ids.push((id, service(i)));
+    }
+    tx.commit().await?;
+
+    let mut tally = Tally::default();
+    let started = Instant::now();
+    let deadline = started + plan.run;
+    for (id, service) in &ids {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let t = Instant::now();
+        let now = chrono::Utc::now().timestamp_millis();
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let updated = sqlx::query(
+                "UPDATE deployments SET status = 'STARTED', updated_at = ? WHERE id = ? AND status = 'APPROVED'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Err(sqlx::Error::RowNotFound);
+            }
+            sqlx::query(
+                "INSERT INTO deployment_events (id, deployment_id, service, environment, kind, actor, \
+                 note, from_status, to_status, occurred_at) VALUES (?, ?, ?, 'staging', 'STARTED', \
+                 'deploybot', NULL, 'APPROVED', 'STARTED', ?)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(id)
+            .bind(service)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        tally.record(t, &result.map(|_| Value::Null).map_err(|e| e.to_string()));
+    }
+    let elapsed = started.elapsed();
+    tally.latencies_us.sort_unstable();
+    conn.close().await?;
+    Ok(Row {
+        workload: "W5 raw SQLite transition txn, 1 connection".to_owned(),
+        throughput: Some(tally.ok as f64 / elapsed.as_secs_f64()),
+        unit: "transactions/s".to_owned(),
+        p50_ms: percentile(&tally.latencies_us, 50.0),
+        p99_ms: percentile(&tally.latencies_us, 99.0),
+        failures: tally.failed,
+        note: "WAL, synchronous=FULL, in process".to_owned(),
+        ..Row::default()
+    })
+}

@@ -1,0 +1,234 @@
+//! shiplog-bench: starts a real shiplog server as a separate process on port 0 with a fresh
+//! database for each workload, drives it over HTTP and WebSocket from this process, and
+//! prints one table (or JSON). Every response is checked: one with `errors` counts as a
+//! failure, not as throughput. See BENCHMARKS.md for the method and the figures.
+
+mod load;
+mod seed;
+mod server;
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "shiplog-bench", about)]
+struct Args {
+    /// Small data and short runs: a smoke test for CI (under two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only these workloads (w1..w5, sql), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// Sizes and durations of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub run: Duration,
+    pub clients: usize,
+    pub w2_deployments: usize,
+    pub w3_small: usize,
+    pub w3_large: usize,
+    pub w3_requests: usize,
+    pub w4_subscribers: Vec<usize>,
+    pub w4_rate: u32,
+    pub w4_burst: usize,
+    pub w5_rows: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                run: Duration::from_secs(3),
+                clients: 16,
+                w2_deployments: 10_000,
+                w3_small: 1_000,
+                w3_large: 20_000,
+                w3_requests: 100,
+                w4_subscribers: vec![200],
+                w4_rate: 5,
+                w4_burst: 20,
+                w5_rows: 50_000,
+            }
+        } else {
+            Plan {
+                run: Duration::from_secs(15),
+                clients: 16,
+                w2_deployments: 100_000,
+                w3_small: 10_000,
+                w3_large: 1_000_000,
+                w3_requests: 500,
+                w4_subscribers: vec![1_000, 5_000],
+                w4_rate: 5,
+                w4_burst: 50,
+                w5_rows: 200_000,
+            }
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Row {
+    pub workload: String,
+    pub throughput: Option<f64>,
+    pub unit: String,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+    pub failures: u64,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    quick: bool,
+    plan: Plan,
+    rows: Vec<Row>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    if let Err(err) = runtime.block_on(run(args)) {
+        eprintln!("shiplog-bench: {err}");
+        std::process::exit(1);
+    }
+}
+
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    // Thousands of sockets: raise the open-file limit (children inherit it).
+    let _ = rlimit::increase_nofile_limit(65_536);
+    let plan = Plan::new(args.quick);
+    let binary = server::build().await?;
+    let work = tempfile::tempdir()?;
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+
+    let mut w5 = None;
+    if wants("w5") {
+        let row = load::w5_raw_sqlite(&plan, &work.path().join("w5.db")).await?;
+        w5 = row.throughput;
+        eprintln!("{}", row.workload);
+        rows.push(row);
+    }
+    if wants("w1") {
+        let mut row = load::w1_write(&plan, &binary, &work.path().join("w1.db")).await?;
+        if let (Some(w1), Some(w5)) = (row.throughput, w5) {
+            row.note = format!("{:.0}% of W5 (same run)", 100.0 * w1 / w5);
+        }
+        eprintln!("{}", row.workload);
+        rows.push(row);
+    }
+    let w2_db = work.path().join("w2.db");
+    if wants("w2") || wants("sql") {
+        seed::seed(&binary, &w2_db, plan.w2_deployments, true).await?;
+    }
+    if wants("w2") {
+        let row = load::w2_dashboard(&plan, &binary, &w2_db).await?;
+        eprintln!("{}", row.workload);
+        rows.push(row);
+    }
+    if wants("sql") {
+        rows.push(load::statements_per_page(&w2_db).await?);
+    }
+    if wants("w3") {
+        for row in load::w3_scale(&plan, &binary, work.path()).await? {
+            eprintln!("{}", row.workload);
+            rows.push(row);
+        }
+    }
+    if wants("w4") {
+        for &subscribers in &plan.w4_subscribers {
+            let db = work.path().join(format!("w4-{subscribers}.db"));
+            for row in load::w4_fanout(&plan, &binary, &db, subscribers).await? {
+                eprintln!("{}", row.workload);
+                rows.push(row);
+            }
+        }
+    }
+
+    let failures: u64 = rows.iter().map(|r| r.failures).sum();
+    let report = Report {
+        quick: args.quick,
+        plan,
+        rows,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report.rows);
+    }
+    if failures > 0 {
+        return Err(format!("{failures} responses had errors").into());
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let fmt = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".to_owned(),
+    };
+    let header = [
+        "workload",
+        "throughput",
+        "unit",
+        "p50 ms",
+        "p99 ms",
+        "peak MB",
+        "failures",
+        "note",
+    ];
+    println!(
+        "| {:<44} | {:>12} | {:<14} | {:>8} | {:>8} | {:>9} | {:>8} | {} |",
+        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7]
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|{}|---|",
+        "-".repeat(46),
+        "-".repeat(14),
+        "-".repeat(16),
+        "-".repeat(10),
+        "-".repeat(10),
+        "-".repeat(11),
+        "-".repeat(10),
+    );
+    for r in rows {
+        println!(
+            "| {:<44} | {:>12} | {:<14} | {:>8} | {:>8} | {:>9} | {:>8} | {} |",
+            r.workload,
+            fmt(r.throughput, 0),
+            r.unit,
+            fmt(r.p50_ms, 2),
+            fmt(r.p99_ms, 2),
+            fmt(r.peak_rss_mb, 1),
+            r.failures,
+            r.note
+        );
+    }
+}
+
+/// p-th percentile (0..=100) of latencies in microseconds, in milliseconds.
+pub fn percentile(sorted_us: &[u64], p: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted_us.len() - 1) as f64).round() as usize;
+    Some(sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1000.0)
+}
+
+pub fn path_str(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
