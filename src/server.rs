@@ -36,6 +36,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// messages of its subscriptions reach the client before the close frame.
 const WS_CLOSE_GRACE: Duration = Duration::from_millis(250);
 
+/// Read and write buffer of each WebSocket.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
+
 #[derive(Clone)]
 struct AppState {
     schema: ShiplogSchema,
@@ -105,6 +108,10 @@ async fn subscriptions(
     };
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        // Messages here are small (an event is well under 1 KiB); the 128 KiB defaults
+        // would cost every idle subscriber more than everything else it needs.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| serve_socket(socket, state, protocol))
 }
 

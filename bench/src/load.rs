@@ -37,9 +37,10 @@ const DEPLOYMENT_FIELDS: &str = "id service environment version requester workRe
 /// W2's document: a page with every field and nested events.
 pub fn dashboard(total_count: bool, filter: bool) -> String {
     format!(
-        "query($first: Int, $service: String) {{ deployments(first: $first{}) {{ {} \
+        "query($first: Int{}) {{ deployments(first: $first{}) {{ {} \
          pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} \
          edges {{ cursor node {{ {DEPLOYMENT_FIELDS} events {{ {EVENT_FIELDS} }} }} }} }} }}",
+        if filter { ", $service: String" } else { "" },
         if filter {
             ", filter: { service: $service }"
         } else {
