@@ -579,3 +579,68 @@ pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
         ..Row::default()
     })
 }
+
+/// Where one W2 page's time goes, measured in process over the seeded database:
+/// each store call alone, then the whole document, then its JSON serialisation.
+pub async fn w2_breakdown(db: &Path) -> Result<Vec<Row>, BenchError> {
+    use shiplog::store::{DeploymentFilter, Store, StoreConfig};
+    let store = Store::open(&StoreConfig::new(path_str(db))).await?;
+    let schema = shiplog::graphql::schema(store.clone(), Default::default());
+    let doc = dashboard(true, false);
+    let filter = DeploymentFilter::default();
+    let rounds = 300;
+    let mut rows = Vec::new();
+    let mut time = |name: &str, samples: &mut Vec<u64>| {
+        samples.sort_unstable();
+        rows.push(Row {
+            workload: format!("W2 part: {name}"),
+            unit: "in process".to_owned(),
+            p50_ms: percentile(samples, 50.0),
+            p99_ms: percentile(samples, 99.0),
+            ..Row::default()
+        });
+    };
+    let page = store.deployment_page(&filter, 50, None).await?;
+    let ids: Vec<_> = page.items.iter().map(|d| d.id).collect();
+    let mut s = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        store.deployment_page(&filter, 50, None).await?;
+        s.push(t.elapsed().as_micros() as u64);
+    }
+    time("page of 50 (1 statement)", &mut s);
+    let mut s = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        store.events_of(&ids).await?;
+        s.push(t.elapsed().as_micros() as u64);
+    }
+    time("events of 50 (1 statement)", &mut s);
+    let mut s = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        store.count_deployments(&filter).await?;
+        s.push(t.elapsed().as_micros() as u64);
+    }
+    time("totalCount (1 statement)", &mut s);
+    let mut s = Vec::new();
+    let mut ser = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let response = schema
+            .execute(
+                async_graphql::Request::new(&doc)
+                    .variables(async_graphql::Variables::from_json(json!({ "first": 50 }))),
+            )
+            .await;
+        s.push(t.elapsed().as_micros() as u64);
+        let t = Instant::now();
+        let body = serde_json::to_vec(&response)?;
+        ser.push(t.elapsed().as_micros() as u64);
+        assert!(body.len() > 1000);
+    }
+    time("execute whole document", &mut s);
+    time("serialise response to JSON", &mut ser);
+    store.close().await?;
+    Ok(rows)
+}

@@ -21,7 +21,8 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only these workloads (w1..w5, sql), comma-separated.
+    /// Only these workloads (w1..w5, sql, and w2-parts: where a W2 page's time goes),
+    /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -142,6 +143,10 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
     if wants("sql") {
         rows.push(load::statements_per_page(&w2_db).await?);
+    }
+    if args.only.iter().any(|o| o == "w2-parts") {
+        seed::seed(&binary, &w2_db, plan.w2_deployments, true).await?;
+        rows.extend(load::w2_breakdown(&w2_db).await?);
     }
     if wants("w3") {
         for row in load::w3_scale(&plan, &binary, work.path()).await? {
