@@ -8,9 +8,9 @@
 
 mod entity;
 mod rows;
+mod writer;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,11 +22,10 @@ use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+    SqlxSqliteConnector, TransactionOptions,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{broadcast, Mutex};
-use tracing::Instrument;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -75,6 +74,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("idempotency key {key:?} was first used with other input")]
     IdempotencyConflict { key: String },
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// An event with its place in the global commit order.
@@ -156,10 +157,8 @@ const REPLAY_PAGE: u64 = 256;
 pub struct Store {
     read: DatabaseConnection,
     write: DatabaseConnection,
-    /// Held from the start of a write transaction until its event is published, so that
-    /// subscribers see events in commit order. The single writer connection already
-    /// serialises the transactions; this lock extends that order to publishing.
-    write_lock: Arc<Mutex<()>>,
+    /// The queue of the writer task, which owns every write (see `writer.rs`).
+    writes: mpsc::Sender<writer::Job>,
     /// Every committed event, once, in commit order.
     hub: broadcast::Sender<Arc<StoredEvent>>,
     read_statements: Arc<AtomicU64>,
@@ -188,11 +187,13 @@ impl Store {
         read.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
+        let hub = broadcast::channel(config.live_buffer.max(1)).0;
+        let writes = writer::spawn(write.clone(), hub.clone());
         Ok(Self {
             read,
             write,
-            write_lock: Arc::new(Mutex::new(())),
-            hub: broadcast::channel(config.live_buffer.max(1)).0,
+            writes,
+            hub,
             read_statements,
         })
     }
@@ -223,63 +224,7 @@ impl Store {
     /// so racing retries cannot both create.
     #[tracing::instrument(skip_all, fields(service = new.service(), environment = new.environment()))]
     pub async fn create(&self, new: NewDeployment) -> Result<Written, StoreError> {
-        let store = self.clone();
-        run_to_completion(async move { store.write_create(new).await }).await
-    }
-
-    async fn write_create(&self, new: NewDeployment) -> Result<Written, StoreError> {
-        let _writing = self.write_lock.lock().await;
-        let txn = self.write.begin_with_options(immediate()).await?;
-        let key = new.idempotency_key().map(str::to_owned);
-        if let Some(key) = key.as_deref() {
-            if let Some(original) = self.created_with_key(&txn, key).await? {
-                if !original.deployment.was_requested_by(&new) {
-                    return Err(StoreError::IdempotencyConflict {
-                        key: key.to_owned(),
-                    });
-                }
-                return Ok(original);
-            }
-        }
-        let (deployment, event) = Deployment::create(new, Uuid::now_v7(), Uuid::now_v7(), now());
-        deployment::Entity::insert(rows::deployment_row(&deployment, key)?)
-            .exec_without_returning(&txn)
-            .await?;
-        let seq = event::Entity::insert(rows::event_row(&event))
-            .exec(&txn)
-            .await?
-            .last_insert_id;
-        txn.commit().await?;
-        Ok(self.publish(Written {
-            deployment,
-            event: StoredEvent { seq, event },
-        }))
-    }
-
-    /// The deployment created with this idempotency key, and its CREATED event.
-    async fn created_with_key(
-        &self,
-        txn: &impl ConnectionTrait,
-        key: &str,
-    ) -> Result<Option<Written>, StoreError> {
-        let Some(row) = deployment::Entity::find()
-            .filter(deployment::Column::IdempotencyKey.eq(key))
-            .one(txn)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let deployment = rows::deployment(row)?;
-        let created = event::Entity::find()
-            .filter(event::Column::DeploymentId.eq(deployment.id.to_string()))
-            .order_by_asc(event::Column::Seq)
-            .one(txn)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("{} has no events", deployment.id)))?;
-        Ok(Some(Written {
-            deployment,
-            event: rows::event(created)?,
-        }))
+        self.submit(writer::Write::Create(new)).await
     }
 
     /// Applies a lifecycle action: in one transaction, reads the deployment, lets the domain
@@ -290,71 +235,20 @@ impl Store {
         id: Uuid,
         command: &ActionCommand,
     ) -> Result<Written, StoreError> {
-        let store = self.clone();
-        let command = command.clone();
-        run_to_completion(async move { store.write_transition(id, &command).await }).await
+        self.submit(writer::Write::Transition(id, command.clone()))
+            .await
     }
 
-    async fn write_transition(
-        &self,
-        id: Uuid,
-        command: &ActionCommand,
-    ) -> Result<Written, StoreError> {
-        let _writing = self.write_lock.lock().await;
-        // IMMEDIATE takes the write lock before the read, so what we decide from cannot
-        // change under us, even if another process shares the file.
-        let txn = self.write.begin_with_options(immediate()).await?;
-        let row = deployment::Entity::find_by_id(id.to_string())
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound(id))?;
-        let current = rows::deployment(row)?;
-        let (next, event) = current.apply(command, Uuid::now_v7(), now())?;
-
-        let updated = deployment::Entity::update_many()
-            .col_expr(
-                deployment::Column::Status,
-                Expr::value(next.status.as_str()),
-            )
-            .col_expr(
-                deployment::Column::ReviewedBy,
-                Expr::value(next.reviewed_by.clone()),
-            )
-            .col_expr(
-                deployment::Column::ReviewedAt,
-                Expr::value(next.reviewed_at.map(|t| t.timestamp_millis())),
-            )
-            .col_expr(
-                deployment::Column::UpdatedAt,
-                Expr::value(next.updated_at.timestamp_millis()),
-            )
-            .filter(deployment::Column::Id.eq(id.to_string()))
-            .filter(deployment::Column::Status.eq(current.status.as_str()))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(Refusal::Conflict {
-                status: current.status,
-                action: command.action(),
-            }
-            .into());
-        }
-        let seq = event::Entity::insert(rows::event_row(&event))
-            .exec(&txn)
-            .await?
-            .last_insert_id;
-        txn.commit().await?;
-        Ok(self.publish(Written {
-            deployment: next,
-            event: StoredEvent { seq, event },
-        }))
-    }
-
-    /// Hands a committed event to live subscribers. Called with the write lock held.
-    fn publish(&self, written: Written) -> Written {
-        // An error only means that nobody is subscribed right now.
-        let _ = self.hub.send(Arc::new(written.event.clone()));
-        written
+    /// Queues a write for the writer task and waits for its outcome. The write goes on
+    /// even if this future is dropped: a caller that leaves cannot cut a write between
+    /// its commit and its publication.
+    async fn submit(&self, write: writer::Write) -> Result<Written, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.writes
+            .send(writer::Job { write, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
     }
 
     /// The sequence number of the latest committed event (0 before the first).
@@ -566,18 +460,7 @@ fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreEr
         .busy_timeout(config.busy_timeout))
 }
 
-/// Runs a write on its own task. A caller that goes away (a client disconnecting drops
-/// its request future) must not cut a write between its commit and its publication:
-/// subscribers would never hear of an event that is in the database.
-async fn run_to_completion(
-    write: impl Future<Output = Result<Written, StoreError>> + Send + 'static,
-) -> Result<Written, StoreError> {
-    tokio::spawn(write.in_current_span())
-        .await
-        .map_err(|err| StoreError::Corrupt(format!("a write task failed: {err}")))?
-}
-
-fn immediate() -> TransactionOptions {
+pub(crate) fn immediate() -> TransactionOptions {
     TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..Default::default()
@@ -585,7 +468,7 @@ fn immediate() -> TransactionOptions {
 }
 
 /// Server time, truncated to what is stored (milliseconds).
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let ms = chrono::Utc::now().timestamp_millis();
     Timestamp::from_timestamp_millis(ms).unwrap_or_default()
 }

@@ -1812,3 +1812,60 @@ async fn a_write_whose_caller_gives_up_is_still_published_to_subscribers() {
     }
     assert_eq!(seqs(&received), seqs(&committed));
 }
+
+#[tokio::test]
+async fn a_write_that_fails_inside_a_group_commit_rolls_back_alone() {
+    let db = TestDb::new();
+    let store = db.open().await;
+    let mut raw = db.raw().await;
+    sqlx::query(
+        "CREATE TRIGGER forced_failure BEFORE INSERT ON deployment_events \
+         WHEN NEW.note = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'forced failure'); END;",
+    )
+    .execute(&mut raw)
+    .await
+    .expect("the trigger is created");
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let d = store
+            .create(new_deployment(&format!("svc-{i}"), "staging"))
+            .await
+            .expect("create");
+        pending.push(d.deployment.id);
+    }
+
+    // Sent together, so they queue and commit in the same groups: every other
+    // rejection fails in the database, the rest must land.
+    let writes: Vec<_> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (store, id) = (store.clone(), *id);
+            let note = if i % 2 == 0 { "boom" } else { "not shipping" };
+            tokio::spawn(async move {
+                store
+                    .transition(id, &command_with_note(Action::Reject, "bob", note))
+                    .await
+            })
+        })
+        .collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        let result = write.await.expect("task");
+        let (deployment, events) = snapshot(&store, pending[i]).await;
+        let deployment = deployment.expect("the deployment exists");
+        if i % 2 == 0 {
+            assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+            assert_eq!(deployment.status, Status::PendingApproval);
+            assert_eq!(events.len(), 1, "no orphan event");
+        } else {
+            let written = result.expect("the other writes of the group land");
+            assert_eq!(deployment.status, Status::Rejected);
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[1].seq, written.event.seq);
+        }
+    }
+    // Sequence numbers stay gapless: failed writes took none.
+    let all = seqs(&all_events(&store).await);
+    assert_eq!(all, (1..=all.len() as i64).collect::<Vec<_>>());
+}

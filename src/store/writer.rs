@@ -1,0 +1,237 @@
+//! The writer: one task that owns every write, and commits them in groups.
+//!
+//! Each write is still its own compare-and-set with its own outcome and its own event,
+//! run inside a SAVEPOINT so that a write that fails rolls back alone. What is shared is
+//! the transaction around them, so one fsync (synchronous=FULL) makes a whole group
+//! durable: the writes that queued up while the previous group was committing. Under no
+//! load a group is one write and nothing waits; under load the fsync is amortised.
+//!
+//! Outcomes are sent only after the group's COMMIT returns, and committed events are
+//! published right then, in sequence order, by this one task: subscribers see every event
+//! once, in commit order, and never before it is durable. A caller that goes away does
+//! not cancel its write; it only misses the answer.
+
+use std::sync::Arc;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::entity::{deployment, event};
+use super::{immediate, now, rows, StoreError, StoredEvent, Written};
+use crate::domain::{ActionCommand, Deployment, NewDeployment, Refusal};
+
+/// Most writes committed together. Bounds the latency a write adds to its group.
+const MAX_GROUP: usize = 64;
+/// Writes waiting for the writer; submitters wait for room beyond this.
+const QUEUE: usize = 1024;
+
+pub(super) enum Write {
+    Create(NewDeployment),
+    Transition(Uuid, ActionCommand),
+}
+
+pub(super) struct Job {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// What one write did: `fresh` is false for an idempotent retry, which wrote nothing.
+struct Done {
+    written: Written,
+    fresh: bool,
+}
+
+pub(super) fn spawn(
+    db: DatabaseConnection,
+    hub: broadcast::Sender<Arc<StoredEvent>>,
+) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        // Ends when every `Store` clone is gone.
+        while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            commit_group(&db, &hub, std::mem::take(&mut group)).await;
+        }
+    });
+    tx
+}
+
+async fn commit_group(
+    db: &DatabaseConnection,
+    hub: &broadcast::Sender<Arc<StoredEvent>>,
+    group: Vec<Job>,
+) {
+    let mut outcomes: Vec<Result<Done, StoreError>> = Vec::with_capacity(group.len());
+    let committed = async {
+        let txn = db.begin_with_options(immediate()).await?;
+        for job in &group {
+            let savepoint = txn.begin().await?;
+            let outcome = match &job.write {
+                Write::Create(new) => create(&savepoint, new).await,
+                Write::Transition(id, command) => transition(&savepoint, *id, command).await,
+            };
+            match &outcome {
+                Ok(_) => savepoint.commit().await?,
+                Err(_) => savepoint.rollback().await?,
+            }
+            outcomes.push(outcome);
+        }
+        txn.commit().await
+    }
+    .await;
+
+    match committed {
+        Ok(()) => {
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let answer = outcome.map(|done| {
+                    if done.fresh {
+                        // An error only means that nobody is subscribed right now.
+                        let _ = hub.send(Arc::new(done.written.event.clone()));
+                    }
+                    done.written
+                });
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(err) => {
+            // Nothing of the group is durable: every write that would have changed
+            // something fails; refusals stand, since they wrote nothing anyway.
+            tracing::error!(error = %err, writes = group.len(), "a write group failed");
+            let mut outcomes = outcomes.into_iter();
+            for job in group {
+                let answer = match outcomes.next() {
+                    Some(Err(
+                        refused @ (StoreError::Refused(_)
+                        | StoreError::NotFound(_)
+                        | StoreError::IdempotencyConflict { .. }),
+                    )) => Err(refused),
+                    _ => Err(StoreError::Database(DbErr::Custom(format!(
+                        "the write group was not committed: {err}"
+                    )))),
+                };
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Records a new deployment and its CREATED event. With an idempotency key used before:
+/// the same request gets the original deployment (as it is now) and its CREATED event,
+/// and nothing is written; another request gets `IdempotencyConflict`.
+async fn create(txn: &impl ConnectionTrait, new: &NewDeployment) -> Result<Done, StoreError> {
+    let key = new.idempotency_key().map(str::to_owned);
+    if let Some(key) = key.as_deref() {
+        if let Some(original) = created_with_key(txn, key).await? {
+            if !original.deployment.was_requested_by(new) {
+                return Err(StoreError::IdempotencyConflict {
+                    key: key.to_owned(),
+                });
+            }
+            return Ok(Done {
+                written: original,
+                fresh: false,
+            });
+        }
+    }
+    let (deployment, event) =
+        Deployment::create(new.clone(), Uuid::now_v7(), Uuid::now_v7(), now());
+    deployment::Entity::insert(rows::deployment_row(&deployment, key)?)
+        .exec_without_returning(txn)
+        .await?;
+    let seq = event::Entity::insert(rows::event_row(&event))
+        .exec(txn)
+        .await?
+        .last_insert_id;
+    Ok(Done {
+        written: Written {
+            deployment,
+            event: StoredEvent { seq, event },
+        },
+        fresh: true,
+    })
+}
+
+/// The deployment created with this idempotency key, and its CREATED event.
+async fn created_with_key(
+    txn: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Option<Written>, StoreError> {
+    let Some(row) = deployment::Entity::find()
+        .filter(deployment::Column::IdempotencyKey.eq(key))
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let deployment = rows::deployment(row)?;
+    let created = event::Entity::find()
+        .filter(event::Column::DeploymentId.eq(deployment.id.to_string()))
+        .order_by_asc(event::Column::Seq)
+        .one(txn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("{} has no events", deployment.id)))?;
+    Ok(Some(Written {
+        deployment,
+        event: rows::event(created)?,
+    }))
+}
+
+/// Reads the deployment, lets the domain decide, compare-and-sets the status and appends
+/// the event. The read is inside the write transaction, so nothing changes in between.
+async fn transition(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+    command: &ActionCommand,
+) -> Result<Done, StoreError> {
+    let row = deployment::Entity::find_by_id(id.to_string())
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+    let current = rows::deployment(row)?;
+    let (next, event) = current.apply(command, Uuid::now_v7(), now())?;
+
+    let updated = deployment::Entity::update_many()
+        .col_expr(
+            deployment::Column::Status,
+            Expr::value(next.status.as_str()),
+        )
+        .col_expr(
+            deployment::Column::ReviewedBy,
+            Expr::value(next.reviewed_by.clone()),
+        )
+        .col_expr(
+            deployment::Column::ReviewedAt,
+            Expr::value(next.reviewed_at.map(|t| t.timestamp_millis())),
+        )
+        .col_expr(
+            deployment::Column::UpdatedAt,
+            Expr::value(next.updated_at.timestamp_millis()),
+        )
+        .filter(deployment::Column::Id.eq(id.to_string()))
+        .filter(deployment::Column::Status.eq(current.status.as_str()))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(Refusal::Conflict {
+            status: current.status,
+            action: command.action(),
+        }
+        .into());
+    }
+    let seq = event::Entity::insert(rows::event_row(&event))
+        .exec(txn)
+        .await?
+        .last_insert_id;
+    Ok(Done {
+        written: Written {
+            deployment: next,
+            event: StoredEvent { seq, event },
+        },
+        fresh: true,
+    })
+}
