@@ -8,27 +8,41 @@ use shiplog::server::MAX_BODY_BYTES;
 
 use crate::helpers::{action, create_input, single_error, TestApp, TestDb, CREATE};
 
+/// Sends every body at once, each from a client of its own (its own connection), and
+/// returns the responses in order.
+async fn post_all_at_once(app: &TestApp, bodies: Vec<Value>) -> Vec<Value> {
+    let requests: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (client, url) = (reqwest::Client::new(), app.url("/graphql"));
+            tokio::spawn(async move {
+                let response = client.post(url).json(&body).send().await.expect("send");
+                assert_eq!(response.status(), 200);
+                response.json::<Value>().await.expect("json")
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for request in requests {
+        out.push(request.await.expect("task"));
+    }
+    out
+}
+
 #[tokio::test]
 async fn concurrent_identical_actions_from_many_connections_succeed_exactly_once() {
     let db = TestDb::new();
     let app = TestApp::start(&db, &["production"]).await;
     let id = app.create("billing", "staging").await;
 
-    let approvals = (0..16).map(|i| {
-        // A client each: separate connections, truly concurrent requests.
-        let client = reqwest::Client::new();
-        let url = app.url("/graphql");
-        let body = json!({ "query": action("approveDeployment"),
-                           "variables": { "input": { "id": id, "actor": format!("reviewer-{i}") } } });
-        tokio::spawn(async move {
-            let response = client.post(url).json(&body).send().await.expect("send");
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.expect("json")
+    let bodies = (0..16)
+        .map(|i| {
+            json!({ "query": action("approveDeployment"),
+                    "variables": { "input": { "id": id, "actor": format!("reviewer-{i}") } } })
         })
-    });
+        .collect();
     let mut ok = 0;
-    for approval in approvals.collect::<Vec<_>>() {
-        let body = approval.await.expect("task");
+    for body in post_all_at_once(&app, bodies).await {
         if body.get("errors").is_none() {
             ok += 1;
         } else {
@@ -55,27 +69,13 @@ async fn concurrent_identical_actions_from_many_connections_succeed_exactly_once
 async fn concurrent_writers_queue_instead_of_seeing_a_locked_database() {
     let db = TestDb::new();
     let app = TestApp::start(&db, &["production"]).await;
-    let creates: Vec<_> = (0..32)
+    let bodies = (0..32)
         .map(|i| {
-            let client = reqwest::Client::new();
-            let url = app.url("/graphql");
-            let body = json!({ "query": CREATE,
-                               "variables": { "input": create_input(&format!("svc-{i}"), "staging") } });
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("send")
-                    .json::<Value>()
-                    .await
-                    .expect("json")
-            })
+            json!({ "query": CREATE,
+                    "variables": { "input": create_input(&format!("svc-{i}"), "staging") } })
         })
         .collect();
-    for create in creates {
-        let body = create.await.expect("task");
+    for body in post_all_at_once(&app, bodies).await {
         assert!(body.get("errors").is_none(), "{body}");
     }
     let data = app.ok("{ deployments { totalCount } }", json!({})).await;
@@ -90,27 +90,9 @@ async fn racing_retries_with_one_idempotency_key_create_one_deployment() {
     let mut input = create_input("billing", "production");
     input["idempotencyKey"] = json!("deploy-billing-42");
 
-    let retries: Vec<_> = (0..10)
-        .map(|_| {
-            let client = reqwest::Client::new();
-            let url = app.url("/graphql");
-            let body = json!({ "query": CREATE, "variables": { "input": input } });
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("send")
-                    .json::<Value>()
-                    .await
-                    .expect("json")
-            })
-        })
-        .collect();
+    let bodies = vec![json!({ "query": CREATE, "variables": { "input": input } }); 10];
     let mut answers = Vec::new();
-    for retry in retries {
-        let body = retry.await.expect("task");
+    for body in post_all_at_once(&app, bodies).await {
         assert!(body.get("errors").is_none(), "{body}");
         let payload = &body["data"]["createDeployment"];
         answers.push((
