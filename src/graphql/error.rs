@@ -46,6 +46,14 @@ impl ApiError {
         )
     }
 
+    /// The field problems of a `BadUserInput`; none for any other error.
+    pub fn into_fields(self) -> Vec<(String, String)> {
+        match self {
+            ApiError::BadUserInput(fields) => fields,
+            _ => Vec::new(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadUserInput(_) => "BAD_USER_INPUT",

@@ -126,21 +126,20 @@ async fn act(
     actor: &str,
     note: Option<&str>,
 ) -> Result<DeploymentPayload, ApiError> {
+    // Both the id and the rest are checked before answering, so that every problem is
+    // reported at once.
     let id = parse_id("input.id", &id);
-    let command = ActionCommand::validate(action, actor, note);
+    let command =
+        ActionCommand::validate(action, actor, note).map_err(|e| ApiError::invalid("input", e));
     let (id, command) = match (id, command) {
         (Ok(id), Ok(command)) => (id, command),
         (id, command) => {
-            let mut fields = Vec::new();
-            if let Err(ApiError::BadUserInput(f)) = id {
-                fields.extend(f);
-            }
-            if let Err(e) = command {
-                if let ApiError::BadUserInput(f) = ApiError::invalid("input", e) {
-                    fields.extend(f);
-                }
-            }
-            return Err(ApiError::BadUserInput(fields));
+            let problems = [id.err(), command.err()]
+                .into_iter()
+                .flatten()
+                .flat_map(ApiError::into_fields)
+                .collect();
+            return Err(ApiError::BadUserInput(problems));
         }
     };
     Ok(store(ctx)?.transition(id, &command).await?.into())
