@@ -1,10 +1,12 @@
-//! Persistence: SQLite through SeaORM. Creates deployments, applies lifecycle actions as
-//! single transactions, and serves the reads the API needs (keyset pages, batch loads).
+//! Persistence: SQLite through SeaORM. Creates deployments, applies lifecycle actions
+//! (each atomic), serves the reads the API needs (keyset pages, batch loads), and hands
+//! committed events to live subscribers.
 //!
-//! Two pools over one database file: a pool of readers, and a single writer connection.
-//! SQLite admits one writer at a time anyway; queueing writers on our own connection
-//! (rather than letting several connections race for the file lock) means concurrent
-//! requests wait in order instead of failing with SQLITE_BUSY.
+//! Two pools over one database file: a pool of readers, and a single writer connection
+//! owned by the writer task (`writer.rs`). SQLite admits one writer at a time anyway;
+//! queueing writes for our own writer (rather than letting several connections race for
+//! the file lock) means concurrent requests wait in order instead of failing with
+//! SQLITE_BUSY, and lets the writer commit them in groups.
 
 mod entity;
 mod rows;
