@@ -44,6 +44,65 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub production_environments: Vec<String>,
+    /// Origins allowed to call the API from a browser page (CORS), comma-separated, e.g.
+    /// `https://dash.example.com`. None by default: CORS is off.
+    #[arg(
+        long = "cors-origin",
+        env = "SHIPLOG_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Operations one batched request (a JSON array) may hold.
+    #[arg(long, env = "SHIPLOG_MAX_BATCH", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_batch: u32,
+    /// Largest response body in bytes; a larger one is cut off with RESPONSE_TOO_LARGE.
+    #[arg(long, env = "SHIPLOG_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: u64,
+    /// Subscriptions one WebSocket connection may hold open at once.
+    #[arg(long, env = "SHIPLOG_WS_MAX_SUBSCRIPTIONS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_subscriptions: u32,
+    /// Seconds a new WebSocket connection has to send `connection_init`.
+    #[arg(long, env = "SHIPLOG_WS_INIT_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub ws_init_timeout_seconds: u32,
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "SHIPLOG_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub ws_max_message_bytes: u32,
+    /// Open WebSocket connections, all clients together; beyond it new ones are refused.
+    #[arg(long, env = "SHIPLOG_WS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_connections: u32,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    /// The request and connection limits these flags set.
+    pub fn server_options(&self) -> crate::server::ServerOptions {
+        crate::server::ServerOptions {
+            max_batch: self.max_batch as usize,
+            max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|origin| origin.trim().to_string())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
+            ws: crate::server::WsLimits {
+                max_subscriptions: self.ws_max_subscriptions as usize,
+                init_timeout: std::time::Duration::from_secs(u64::from(
+                    self.ws_init_timeout_seconds,
+                )),
+                max_message_bytes: self.ws_max_message_bytes as usize,
+                max_connections: self.ws_max_connections as usize,
+            },
+        }
+    }
 }
 
 impl Cli {

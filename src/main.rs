@@ -72,7 +72,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         server::shutdown_signal().await;
         let _ = stopping_tx.send(());
     };
-    let serving = server::run(listener, schema, store.clone(), signal);
+    let serving = server::run_with(
+        listener,
+        schema,
+        store.clone(),
+        args.server_options(),
+        signal,
+    );
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => result.map_err(ServeError::Serve)?,

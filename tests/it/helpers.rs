@@ -55,6 +55,15 @@ pub struct TestApp {
 impl TestApp {
     /// Starts a server over `db`, with `production` as the production environments.
     pub async fn start(db: &TestDb, production: &[&str]) -> Self {
+        Self::start_with(db, production, server::ServerOptions::default()).await
+    }
+
+    /// Starts a server over `db` with the given request and connection limits.
+    pub async fn start_with(
+        db: &TestDb,
+        production: &[&str],
+        options: server::ServerOptions,
+    ) -> Self {
         let store = db.open().await;
         let schema = graphql::schema(store.clone(), ProductionEnvironments::new(production));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -62,9 +71,15 @@ impl TestApp {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let serving = tokio::spawn(server::run(listener, schema, store.clone(), async {
-            let _ = rx.await;
-        }));
+        let serving = tokio::spawn(server::run_with(
+            listener,
+            schema,
+            store.clone(),
+            options,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             addr,
             client: reqwest::Client::new(),

@@ -104,8 +104,11 @@ fn the_schema_keeps_every_promise_of_the_contract() {
     );
 }
 
+/// The vendored copy is the part of the shared contract that has landed: version 1 now,
+/// growing as each part of version 2 lands. Every promise it makes is one the shared
+/// contract makes, so it can lag the contract but never contradict it.
 #[test]
-fn the_vendored_contract_is_the_shared_one() {
+fn the_vendored_contract_is_part_of_the_shared_one() {
     // The design folder sits beside the repository where the team works and in CI.
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/design/contract.graphql");
     let Ok(shared) = std::fs::read_to_string(shared) else {
@@ -115,9 +118,13 @@ fn the_vendored_contract_is_the_shared_one() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/contract.graphql"),
     )
     .expect("read the vendored contract");
-    assert_eq!(
-        vendored, shared,
-        "copy ../shared/design/contract.graphql to tests/contract/"
+    let not_shared: Vec<_> = promises(&vendored)
+        .difference(&promises(&shared))
+        .cloned()
+        .collect();
+    assert!(
+        not_shared.is_empty(),
+        "tests/contract/contract.graphql promises what ../shared/design/contract.graphql does not: {not_shared:#?}"
     );
 }
 

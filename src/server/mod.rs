@@ -1,0 +1,210 @@
+//! HTTP: the axum router (GraphQL over HTTP, GraphiQL, WebSocket subscriptions, health)
+//! and a `run` that takes its listener and shutdown signal from the caller, so tests can
+//! bind port 0 and stop the server when they are done.
+//!
+//! - `http.rs`: GraphQL over HTTP (GET and POST, content negotiation, CSRF prevention,
+//!   batches, the response size bound).
+//! - `ws.rs`: subscriptions over WebSocket and the limits of a connection.
+//! - `graphiql.rs`: the GraphiQL page and its assets, embedded in the binary.
+
+mod graphiql;
+mod http;
+mod ws;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::graphql::{ShiplogSchema, Stopping};
+use crate::store::Store;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What one request or one connection may ask of the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Operations one batch (a JSON array) may hold.
+    pub max_batch: usize,
+    /// Largest response body; a larger one is cut off with RESPONSE_TOO_LARGE.
+    pub max_response_bytes: usize,
+    /// Origins allowed to call the API from a browser (CORS). Empty: CORS is off.
+    pub cors_origins: Vec<String>,
+    /// Limits of the WebSocket endpoint.
+    pub ws: WsLimits,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 10,
+            max_response_bytes: 16 * 1024 * 1024,
+            cors_origins: Vec::new(),
+            ws: WsLimits::default(),
+        }
+    }
+}
+
+/// Limits of the WebSocket endpoint.
+#[derive(Debug, Clone)]
+pub struct WsLimits {
+    /// Subscriptions one connection may hold open at once.
+    pub max_subscriptions: usize,
+    /// Time a new connection has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// Largest message a client may send.
+    pub max_message_bytes: usize,
+    /// Open WebSocket connections, all clients together.
+    pub max_connections: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        Self {
+            max_subscriptions: 100,
+            init_timeout: Duration::from_secs(5),
+            max_message_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    schema: ShiplogSchema,
+    store: Store,
+    stopping: Stopping,
+    #[allow(dead_code)] // read by the handlers as they land
+    options: std::sync::Arc<ServerOptions>,
+}
+
+pub fn router(
+    schema: ShiplogSchema,
+    store: Store,
+    stopping: Stopping,
+    options: ServerOptions,
+) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/graphql") }))
+        .route(
+            "/graphql",
+            get(http::get_graphql)
+                .post(http::post_graphql)
+                .fallback(http::method_not_allowed),
+        )
+        .route("/graphql/ws", get(ws::subscriptions))
+        .merge(graphiql::routes())
+        .route("/healthz", get(health))
+        // Panics in resolvers are caught by the schema; this catches any other, so a
+        // client still gets a coded error and the server goes on.
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(AppState {
+            schema,
+            store,
+            stopping,
+            options: std::sync::Arc::new(options),
+        })
+}
+
+/// Serves with the default options until `shutdown` completes; see [`run_with`].
+pub async fn run(
+    listener: TcpListener,
+    schema: ShiplogSchema,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_with(listener, schema, store, ServerOptions::default(), shutdown).await
+}
+
+/// Serves until `shutdown` completes, then ends open subscriptions, finishes the
+/// requests in flight, and returns.
+pub async fn run_with(
+    listener: TcpListener,
+    schema: ShiplogSchema,
+    store: Store,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("listening on http://{addr}");
+    }
+    let (stop, stopping) = watch::channel(false);
+    let app = router(schema, store, Stopping::new(stopping), options);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Subscriptions see this, complete, and let their sockets close.
+            let _ = stop.send(true);
+        })
+        .await
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    request_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_SERVER_ERROR",
+        "Internal server error",
+    )
+}
+
+/// An error about the HTTP request itself, in the shape of a GraphQL response (no
+/// `data`: nothing was executed).
+fn request_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, Json(body)).into_response()
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "ok\n",
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
