@@ -13,5 +13,7 @@
 pub mod config;
 pub mod domain;
 pub mod graphql;
+/// Operations: Prometheus metrics (`GET /metrics`) and request ids.
+pub mod metrics;
 pub mod server;
 pub mod store;

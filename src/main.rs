@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shiplog::config::{Cli, Command, ServeArgs};
+use shiplog::config::{Cli, Command, LogFormat, ServeArgs};
 use shiplog::domain::ProductionEnvironments;
 use shiplog::store::{Store, StoreConfig};
 use shiplog::{graphql, server};
@@ -19,12 +19,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+            init_logging(args.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => {
@@ -40,6 +35,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Logs to stdout, filtered by RUST_LOG (default `info`): as text for people, or as one
+/// JSON object per line for a log pipeline, each with the fields of the span it was
+/// logged in (for a request: its request id, method and path).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            // `message` and the event's fields at the top level, where log pipelines
+            // look; the current span under `span`. The list of enclosing spans would
+            // repeat it: requests have one span.
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 

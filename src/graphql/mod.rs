@@ -6,7 +6,9 @@ mod cursor;
 mod error;
 mod limits;
 mod loaders;
+mod metrics;
 mod mutation;
+mod order;
 mod query;
 mod subscription;
 mod types;
@@ -17,8 +19,8 @@ use std::panic::AssertUnwindSafe;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-    NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
+    NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
@@ -28,7 +30,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 
 pub use error::ApiError;
-pub use limits::{MAX_ALIASES, MAX_ROOT_FIELDS};
+pub use limits::{MAX_ALIASES, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, MAX_ROOT_FIELDS};
 pub use mutation::Mutation;
 pub use query::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use subscription::Subscription;
@@ -39,9 +41,6 @@ use loaders::{DeploymentLoader, EventsLoader};
 
 pub type ShiplogSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deepest selection a document may have. The deepest useful query (a page of deployments,
-/// their events, each event's deployment and its fields) is 7 levels.
-pub const MAX_DEPTH: usize = 12;
 /// Most expensive document accepted. A full page of 100 deployments with every field and
 /// their events costs about 3,000.
 pub const MAX_COMPLEXITY: usize = 10_000;
@@ -56,8 +55,9 @@ pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema
         ))
         .data(store)
         .data(production)
+        .extension(metrics::RequestMetrics)
         .extension(ErrorCodes)
-        .limit_depth(MAX_DEPTH)
+        .extension(order::ResponseOrder)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
@@ -85,6 +85,37 @@ impl Stopping {
 
     pub fn is_stopping(&self) -> bool {
         *self.0.borrow()
+    }
+}
+
+/// What the HTTP layer learns about one request as the schema runs it: whether it got
+/// as far as execution (the GraphQL-over-HTTP status code depends on it) and the
+/// complexity validation found. Put in a request's data as an `Arc`.
+#[derive(Debug, Default)]
+pub struct RequestProbe {
+    dry_run: bool,
+    executed: std::sync::atomic::AtomicBool,
+    complexity: std::sync::atomic::AtomicUsize,
+}
+
+impl RequestProbe {
+    /// A probe for a request that is only parsed and validated, never executed (so a
+    /// batch's total complexity can be known before any of it runs).
+    pub fn dry_run() -> Self {
+        Self {
+            dry_run: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the request passed parsing and validation and was executed.
+    pub fn executed(&self) -> bool {
+        self.executed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The complexity validation found; 0 when validation did not pass.
+    pub fn complexity(&self) -> usize {
+        self.complexity.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -186,12 +217,35 @@ impl Extension for ErrorCodes {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
+        let result = next.run(ctx).await.map_err(|mut errors| {
             for err in &mut errors {
                 set_code_if_missing(err, "GRAPHQL_VALIDATION_FAILED");
             }
             errors
-        })
+        })?;
+        if let Some(probe) = ctx.data_opt::<Arc<RequestProbe>>() {
+            probe
+                .complexity
+                .store(result.complexity, std::sync::atomic::Ordering::Release);
+        }
+        Ok(result)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if let Some(probe) = ctx.data_opt::<Arc<RequestProbe>>() {
+            if probe.dry_run {
+                return Response::new(async_graphql::Value::Null);
+            }
+            probe
+                .executed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        next.run(ctx, operation_name).await
     }
 }
 

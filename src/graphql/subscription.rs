@@ -37,8 +37,16 @@ impl Subscription {
             }
         };
         // Ending the stream on a stop makes the transport send `complete`.
-        Ok(events
+        let events = events
             .take_until(until_stop)
-            .map(|e| e.map(EventObject::new).map_err(ApiError::from)))
+            .map(|e| e.map(EventObject::new).map_err(ApiError::from));
+        // The guard lives inside the stream: counted from its first poll until it ends
+        // or is dropped (the client unsubscribed or went away).
+        Ok(async_stream::stream! {
+            let _live = crate::metrics::LiveSubscriber::start();
+            for await event in events {
+                yield event;
+            }
+        })
     }
 }

@@ -14,7 +14,8 @@ mod ws;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::graphql::{ShiplogSchema, Stopping};
@@ -83,7 +85,6 @@ struct AppState {
     schema: ShiplogSchema,
     store: Store,
     stopping: Stopping,
-    #[allow(dead_code)] // read by the handlers as they land
     options: std::sync::Arc<ServerOptions>,
 }
 
@@ -93,7 +94,8 @@ pub fn router(
     stopping: Stopping,
     options: ServerOptions,
 ) -> Router {
-    Router::new()
+    let cors = cors_layer(&options.cors_origins);
+    let app = Router::new()
         .route("/", get(|| async { Redirect::to("/graphql") }))
         .route(
             "/graphql",
@@ -104,16 +106,72 @@ pub fn router(
         .route("/graphql/ws", get(ws::subscriptions))
         .merge(graphiql::routes())
         .route("/healthz", get(health))
+        .route("/metrics", get(crate::metrics::scrape))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Panics in resolvers are caught by the schema; this catches any other, so a
         // client still gets a coded error and the server goes on.
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
+        // Request ids, outermost first: an unusable client id is dropped, a missing one
+        // made, the span (with the id) opened, and the id copied onto every response.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::metrics::request_span)
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(axum::middleware::map_request(
+            crate::metrics::drop_unusable_request_id,
+        ))
         .with_state(AppState {
             schema,
             store,
             stopping,
             options: std::sync::Arc::new(options),
-        })
+        });
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for the configured origins; None (no CORS headers at all, so browsers keep
+/// pages of other origins out) when there are none. Origins that are not valid header
+/// values are skipped with a warning.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(
+            |origin| match HeaderValue::from_str(origin.trim_end_matches('/')) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    tracing::warn!(
+                        origin,
+                        "ignoring a CORS origin that is not a valid header value"
+                    );
+                    None
+                }
+            },
+        )
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let mut allowed_headers = vec![header::CONTENT_TYPE, header::ACCEPT];
+    allowed_headers.extend(http::PREFLIGHT_HEADERS.map(HeaderName::from_static));
+    allowed_headers.push(HeaderName::from_static("x-request-id"));
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(allowed_headers)
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Serves with the default options until `shutdown` completes; see [`run_with`].

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::entity::{deployment, event};
 use super::{immediate, now, rows, StoreError, StoredEvent, Written};
 use crate::domain::{ActionCommand, Deployment, NewDeployment, Refusal};
+use crate::metrics;
 
 /// Most writes committed together. Bounds the latency a write adds to its group.
 const MAX_GROUP: usize = 64;
@@ -53,9 +54,14 @@ pub(super) fn spawn(
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     tokio::spawn(async move {
         let mut group = Vec::with_capacity(MAX_GROUP);
+        // Sampled where the writer touches its queue: what is left behind when a group is
+        // taken, and what piled up while it was committed.
+        let mut queued = metrics::QueuedWrites::new();
         // Ends when every `Store` clone is gone.
         while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            queued.set(rx.len());
             commit_group(&db, &hub, std::mem::take(&mut group)).await;
+            queued.set(rx.len());
         }
     });
     tx
@@ -85,6 +91,9 @@ async fn commit_group(
     }
     .await;
 
+    // Counted before anyone is answered, so that a caller who reads the metrics after
+    // its answer finds its group there.
+    metrics::write_group(group.len(), committed.is_ok());
     match committed {
         Ok(()) => {
             for (job, outcome) in group.into_iter().zip(outcomes) {

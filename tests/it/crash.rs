@@ -13,12 +13,9 @@
 //! through `Store` directly.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -27,6 +24,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
 use crate::helpers::{action, create_input, CREATE};
+use crate::process::{Server, STOP_TIMEOUT};
 
 /// Kill/restart cycles in the one test.
 const CYCLES: usize = 3;
@@ -39,116 +37,7 @@ const MAX_DEPLOYMENTS_PER_WORKER: usize = 1_000;
 const WORKER_TIME_LIMIT: Duration = Duration::from_secs(4);
 /// Bound of every page walk.
 const MAX_PAGES: usize = 1_000;
-/// How long the binary may take to say where it listens, and to stop on SIGTERM.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-// ---------------------------------------------------------------------------------------
-// The child process
-// ---------------------------------------------------------------------------------------
-
-/// The `shiplog` binary serving on a free port of 127.0.0.1. Dropping it kills it, so a
-/// failing test leaves no process behind.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(database: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--database-url")
-            .arg(database)
-            .env("RUST_LOG", "info")
-            .env_remove("SHIPLOG_LISTEN")
-            .env_remove("DATABASE_URL")
-            .env_remove("SHIPLOG_PRODUCTION_ENVIRONMENTS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the shiplog binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The guard exists before anything can fail, so the child is killed on a panic.
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-
-        // Reads every line until the child's stdout closes: a full pipe would block the
-        // server's logging, and with it the server.
-        let (tx, rx) = mpsc::channel::<Result<SocketAddr, String>>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            let mut seen = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(sender) = tx.as_ref() {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
-                        let parsed = addr
-                            .parse::<SocketAddr>()
-                            .map_err(|err| format!("bad address in {line:?}: {err}"));
-                        let _ = sender.send(parsed);
-                        tx = None;
-                    } else if seen.len() < 50 {
-                        seen.push(line);
-                    }
-                }
-            }
-            if let Some(sender) = tx {
-                let _ = sender.send(Err(format!(
-                    "stdout closed before the listening line; it said: {seen:#?}"
-                )));
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(addr)) => server.addr = addr,
-            Ok(Err(message)) => panic!("the server did not start: {message}"),
-            Err(err) => panic!("no `listening on` line within {START_TIMEOUT:?}: {err}"),
-        }
-        assert!(server.addr.ip().is_loopback(), "listens on 127.0.0.1");
-        server
-    }
-
-    fn graphql_url(&self) -> String {
-        format!("http://{}/graphql", self.addr)
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the killed server");
-    }
-
-    /// SIGTERM, then waits for the exit (killing it after STOP_TIMEOUT).
-    fn terminate(mut self) -> Option<ExitStatus> {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM succeeded");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -34,7 +34,16 @@ const CONTRACT_CODES: [&str; 7] = [
 ];
 
 /// Errors the HTTP layer answers itself, before any GraphQL runs.
-const TRANSPORT_CODES: [&str; 2] = ["BAD_REQUEST", "PAYLOAD_TOO_LARGE"];
+const TRANSPORT_CODES: [&str; 8] = [
+    "BAD_REQUEST",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "CSRF_PREVENTED",
+    "NOT_ACCEPTABLE",
+    "METHOD_NOT_ALLOWED",
+    "BATCH_TOO_LARGE",
+    "RESPONSE_TOO_LARGE",
+];
 
 /// How long a subscription gets to say its first thing (an error comes at once; a live
 /// stream with nothing to replay says nothing, and is dropped).

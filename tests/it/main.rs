@@ -5,9 +5,15 @@
 mod api;
 mod crash;
 mod fuzz;
+mod graphiql;
 mod helpers;
+mod http;
 mod limits;
 mod live;
+mod metrics;
 mod model;
+mod order;
+mod process;
 mod schema;
 mod store;
+mod ws_limits;

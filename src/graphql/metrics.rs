@@ -1,0 +1,269 @@
+//! Per-operation metrics: one count and one duration per GraphQL operation, by type and
+//! name, and one count per error code. The names of the metrics and the bounds of their
+//! labels live in `crate::metrics`.
+//!
+//! Registered before `ErrorCodes`, so that this extension is the outer one: its `request`
+//! hook times the whole request and sees the response after `ErrorCodes` has coded every
+//! error and turned a panic into INTERNAL_SERVER_ERROR.
+//!
+//! Over HTTP an operation goes through `request`. Over WebSocket it goes through
+//! `subscribe` instead (async-graphql never calls `request` there): a query or mutation is
+//! counted when its one response comes, a subscription once it is accepted (it may send
+//! nothing for hours), and the errors of every response of the stream are counted.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextRequest, NextSubscribe, NextValidation,
+};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{
+    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+
+use super::RequestProbe;
+use crate::metrics;
+
+/// The extension to register on the schema.
+pub struct RequestMetrics;
+
+impl ExtensionFactory for RequestMetrics {
+    fn create(&self) -> Arc<dyn Extension> {
+        // One per request (async-graphql creates extensions per execution), so the state
+        // below is this request's alone.
+        Arc::new(Recording::default())
+    }
+}
+
+#[derive(Default)]
+struct Recording {
+    // Shared with the wrapped response stream of a subscription, which outlives `&self`.
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The operation name the client asked for, if any.
+    requested: Option<String>,
+    /// The operation that runs, once the document is parsed and it is found there.
+    operation: Option<(OperationType, Option<String>)>,
+    /// Whether the document passed validation.
+    validated: bool,
+    /// A rehearsal that the HTTP handler runs to learn a batch's complexity: not an
+    /// operation of its own, since the real run follows.
+    dry_run: bool,
+    /// Set on the WebSocket path: when the stream began, and whether the operation has
+    /// been counted yet.
+    stream: Option<StreamState>,
+}
+
+struct StreamState {
+    started: Instant,
+    counted: bool,
+}
+
+impl Recording {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // The state is plain data; a panic elsewhere cannot leave it half-written.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    /// Counts the operation as it is known now: `unknown` if it never got that far.
+    fn count(&self, took: Duration) {
+        let (kind, name) = match &self.operation {
+            Some((kind, name)) => (type_label(*kind), name.as_deref()),
+            None => ("unknown", self.requested.as_deref()),
+        };
+        let name = metrics::operation_name_label(name, self.validated);
+        metrics::graphql_request(kind, name, took);
+    }
+
+    /// Counts the stream's operation once, if it has not been counted yet.
+    fn count_stream_once(&mut self) {
+        let took = match &mut self.stream {
+            Some(stream) if !stream.counted => {
+                stream.counted = true;
+                stream.started.elapsed()
+            }
+            _ => return,
+        };
+        self.count(took);
+    }
+}
+
+fn type_label(kind: OperationType) -> &'static str {
+    match kind {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    }
+}
+
+/// The operation the request will run, chosen the way async-graphql chooses it; `None`
+/// when there is no such operation (the request then fails).
+fn select(
+    doc: &ExecutableDocument,
+    requested: Option<&str>,
+) -> Option<(OperationType, Option<String>)> {
+    match (&doc.operations, requested) {
+        (DocumentOperations::Single(op), None) => Some((op.node.ty, None)),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|op| (op.node.ty, Some(name.to_owned())))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(name, op)| (op.node.ty, Some(name.to_string()))),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+fn count_errors(response: &Response) {
+    for err in &response.errors {
+        metrics::graphql_error(code_of(err));
+    }
+}
+
+fn code_of(err: &ServerError) -> &str {
+    match err.extensions.as_ref().and_then(|ext| ext.get("code")) {
+        Some(Value::String(code)) => code,
+        Some(Value::Enum(code)) => code.as_str(),
+        // ErrorCodes, inside this extension, gives every error a code; this would be a
+        // bug there, and `other` is where it shows.
+        _ => "",
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Recording {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let started = Instant::now();
+        let response = next.run(ctx).await;
+        let state = self.state();
+        if !state.dry_run {
+            state.count(started.elapsed());
+            count_errors(&response);
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        self.state().stream = Some(StreamState {
+            started: Instant::now(),
+            counted: false,
+        });
+        let state = self.state.clone();
+        next.run(ctx, stream)
+            .map(move |response| {
+                // The first response of a query or mutation is its answer; any response
+                // before a subscription was accepted is its failure.
+                lock(&state).count_stream_once();
+                count_errors(&response);
+                response
+            })
+            .boxed()
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        self.state().requested = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        // The request's own data is attached by now (it is not yet in `prepare_request`).
+        let dry_run = ctx
+            .data_opt::<Arc<RequestProbe>>()
+            .is_some_and(|probe| probe.dry_run);
+        self.state().dry_run = dry_run;
+        let doc = next.run(ctx, query, variables).await?;
+        let mut state = self.state();
+        state.operation = select(&doc, state.requested.as_deref());
+        Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        let mut state = self.state();
+        state.validated = result.is_ok();
+        let subscription = matches!(state.operation, Some((OperationType::Subscription, _)));
+        if result.is_ok() && subscription {
+            // Accepted: count it now rather than at its first event.
+            state.count_stream_once();
+        }
+        result
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        // The name async-graphql settled on; it agrees with `select`, and wins if not.
+        if let Some((_, name)) = &mut self.state().operation {
+            *name = operation_name.map(str::to_owned);
+        }
+        next.run(ctx, operation_name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(query: &str) -> ExecutableDocument {
+        async_graphql::parser::parse_query(query).expect("a document")
+    }
+
+    #[test]
+    fn the_operation_is_chosen_as_async_graphql_chooses_it() {
+        let anonymous = doc("{ a }");
+        assert_eq!(select(&anonymous, None), Some((OperationType::Query, None)));
+        assert_eq!(select(&anonymous, Some("A")), None);
+
+        let one = doc("mutation M { a }");
+        assert_eq!(
+            select(&one, None),
+            Some((OperationType::Mutation, Some("M".into())))
+        );
+
+        let two = doc("query Q { a } subscription S { b }");
+        assert_eq!(select(&two, None), None);
+        assert_eq!(
+            select(&two, Some("S")),
+            Some((OperationType::Subscription, Some("S".into())))
+        );
+        assert_eq!(select(&two, Some("X")), None);
+    }
+}
