@@ -7,7 +7,9 @@
 //!   loads, and the hub that hands committed events to subscribers.
 //! - [`graphql`]: the schema. Translates the contract to domain and store calls and maps
 //!   errors to `extensions.code`.
-//! - [`server`]: axum. Routes, GraphiQL, health, graceful shutdown.
+//! - [`server`]: axum. GraphQL over HTTP, WebSocket subscriptions and their limits,
+//!   GraphiQL (embedded), health, graceful shutdown.
+//! - [`metrics`]: Prometheus metrics and request ids.
 //! - [`config`]: the command line.
 
 pub mod config;

@@ -37,8 +37,7 @@
 
   var defaultQuery = [
     "# shiplog: the record of deployments.",
-    "# The icons on the left open the docs",
-    "# and the query explorer.",
+    "# The docs are on the left.",
     "# Ctrl-Enter runs the query.",
     "",
     "{",
@@ -56,6 +55,8 @@
       fetcher: fetcher,
       defaultQuery: defaultQuery,
       defaultEditorToolsVisibility: true,
+      // Open on the documentation explorer, so a newcomer sees the schema at once.
+      visiblePlugin: "Documentation Explorer",
       plugins: [GraphiQLPluginExplorer.explorerPlugin()],
     })
   );

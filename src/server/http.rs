@@ -258,6 +258,9 @@ async fn execute_batch(state: &AppState, batch: Vec<Params>, media: Media) -> Re
                 "extensions": { "code": "GRAPHQL_VALIDATION_FAILED", "complexity": total, "limit": MAX_COMPLEXITY },
             }]
         });
+        for _ in &batch {
+            crate::metrics::graphql_error("GRAPHQL_VALIDATION_FAILED");
+        }
         let body = Json::Array(vec![error; batch.len()]);
         let status = match media {
             Media::GraphQLResponse => StatusCode::BAD_REQUEST,
@@ -348,6 +351,7 @@ fn write_response(
 }
 
 fn too_large(limit: usize) -> Json {
+    crate::metrics::graphql_error("RESPONSE_TOO_LARGE");
     json!({
         "data": null,
         "errors": [{

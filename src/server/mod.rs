@@ -110,7 +110,14 @@ pub fn router(
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Panics in resolvers are caught by the schema; this catches any other, so a
         // client still gets a coded error and the server goes on.
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(panic_response));
+    // CORS answers preflights itself, so it sits outside the routes but inside the
+    // request-id and trace layers: preflights get an id and a log line too.
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app
         // Request ids, outermost first: an unusable client id is dropped, a missing one
         // made, the span (with the id) opened, and the id copied onto every response.
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
@@ -132,11 +139,7 @@ pub fn router(
             store,
             stopping,
             options: std::sync::Arc::new(options),
-        });
-    match cors {
-        Some(cors) => app.layer(cors),
-        None => app,
-    }
+        })
 }
 
 /// CORS for the configured origins; None (no CORS headers at all, so browsers keep
@@ -219,6 +222,7 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// An error about the HTTP request itself, in the shape of a GraphQL response (no
 /// `data`: nothing was executed).
 fn request_error(status: StatusCode, code: &str, message: &str) -> Response {
+    crate::metrics::graphql_error(code);
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, Json(body)).into_response()
 }

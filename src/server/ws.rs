@@ -112,8 +112,8 @@ fn connection_slots(options: &Arc<ServerOptions>) -> Arc<Semaphore> {
     semaphore
 }
 
-/// A poisoned lock only means another connection panicked while holding it; what it
-/// guards stays consistent (each change is one insert or remove).
+/// A poisoned lock only means a panic elsewhere while it was held; what these locks guard
+/// stays consistent (each change is one insert, remove or flag).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -142,8 +142,9 @@ impl Gate {
                 }
                 self.active.insert(id.clone());
             }
-            // Unparsable messages go through too: async-graphql answers them per protocol
-            // (it closes the socket), and sees exactly what was counted here.
+            // All else goes through, unparsable messages included: async-graphql answers
+            // those per protocol (it closes the socket). It is handed this very parse, so
+            // nothing can reach it uncounted.
             _ => {}
         }
         None

@@ -24,11 +24,11 @@ use crate::helpers::{create_input, TestApp, TestDb, CREATE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A subscription is registered once its stream has been polled; the legacy protocol
-/// has no round trip to tell when, so tests give it this long.
-const SETTLE: Duration = Duration::from_millis(300);
-
-const WATCH: &str = "subscription { deploymentEvents { id kind deploymentId } }";
+/// Every event after a cursor. A subscription starts when the server first polls it,
+/// which no message tells; resuming after a cursor taken beforehand makes an event
+/// written meanwhile arrive anyway (replayed), so no test waits for that moment.
+const WATCH: &str = "subscription Watch($after: String) { \
+                     deploymentEvents(after: $after) { id cursor kind deploymentId } }";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Protocol {
@@ -123,6 +123,11 @@ impl Client {
             .await;
     }
 
+    /// Subscribes `id` to every event after `cursor`.
+    async fn watch(&mut self, id: &str, cursor: &str) {
+        self.send(watch_message(self.protocol, id, cursor)).await;
+    }
+
     /// Ends operation `id` from the client side.
     async fn stop(&mut self, id: &str) {
         let kind = self.protocol.stop();
@@ -199,6 +204,26 @@ fn assert_refused(msg: &Value, id: &str, limit: usize) {
     assert!(errors[0]["message"].is_string());
 }
 
+fn watch_message(protocol: Protocol, id: &str, cursor: &str) -> Value {
+    json!({ "id": id, "type": protocol.start(),
+            "payload": { "query": WATCH, "variables": { "after": cursor } } })
+}
+
+/// Creates a deployment and returns its event's cursor: subscriptions after it see only
+/// what the test writes next.
+async fn mark(app: &TestApp) -> String {
+    let data = app
+        .ok(
+            CREATE,
+            json!({ "input": create_input("marker", "staging") }),
+        )
+        .await;
+    data["createDeployment"]["event"]["cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned()
+}
+
 fn options(ws: WsLimits) -> ServerOptions {
     ServerOptions {
         ws,
@@ -219,15 +244,15 @@ async fn the_101st_subscription_is_refused_the_others_go_on_and_a_completed_one_
     for protocol in [Protocol::Transport, Protocol::Legacy] {
         let db = TestDb::new();
         let app = TestApp::start(&db, &["production"]).await;
+        let after = mark(&app).await;
         let mut ws = Client::connect(app.addr, protocol).await;
         for i in 1..=101 {
-            ws.subscribe(&i.to_string(), WATCH).await;
+            ws.watch(&i.to_string(), &after).await;
         }
         // Nothing is said about the first 100: the first message is the refusal.
         assert_refused(&ws.expect_message().await, "101", 100);
 
-        tokio::time::sleep(SETTLE).await;
-        app.create("billing", "staging").await;
+        let after = mark(&app).await;
         assert_eq!(ws.events(100).await, ids(1..=100), "{protocol:?}");
 
         // Completed by the client: its slot takes a new one, and no more than that.
@@ -235,11 +260,10 @@ async fn the_101st_subscription_is_refused_the_others_go_on_and_a_completed_one_
         let done = ws.expect_message().await;
         assert_eq!(done["type"], "complete", "{done}");
         assert_eq!(done["id"], "1");
-        ws.subscribe("102", WATCH).await;
-        ws.subscribe("103", WATCH).await;
+        ws.watch("102", &after).await;
+        ws.watch("103", &after).await;
         assert_refused(&ws.expect_message().await, "103", 100);
 
-        tokio::time::sleep(SETTLE).await;
         app.create("search", "staging").await;
         let mut expected = ids(2..=100);
         expected.insert("102".to_owned());
@@ -261,6 +285,7 @@ async fn operations_the_server_completes_free_their_slot_and_queries_count_too()
             }),
         )
         .await;
+        let after = mark(&app).await;
         let mut ws = Client::connect(app.addr, protocol).await;
 
         // A subscription refused by the schema ends at once (its error, then complete)…
@@ -289,10 +314,9 @@ async fn operations_the_server_completes_free_their_slot_and_queries_count_too()
 
         // Both slots were freed: the one slot takes a live subscription; then a query is
         // refused like any other operation.
-        ws.subscribe("live", WATCH).await;
+        ws.watch("live", &after).await;
         ws.subscribe("q2", "{ __typename }").await;
         assert_refused(&ws.expect_message().await, "q2", 1);
-        tokio::time::sleep(SETTLE).await;
         app.create("billing", "staging").await;
         assert_eq!(ws.events(1).await, named(&["live"]));
         app.stop().await;
@@ -312,6 +336,7 @@ async fn a_connection_without_connection_init_is_closed_with_4408() {
             }),
         )
         .await;
+        let after = mark(&app).await;
         let mut initialised = Client::connect(app.addr, protocol).await;
         let mut silent = Client {
             ws: open(app.addr, protocol).await.expect("connect"),
@@ -328,8 +353,7 @@ async fn a_connection_without_connection_init_is_closed_with_4408() {
         );
 
         // The deadline is for `connection_init` only: the other connection goes on.
-        initialised.subscribe("1", WATCH).await;
-        tokio::time::sleep(SETTLE).await;
+        initialised.watch("1", &after).await;
         app.create("billing", "staging").await;
         assert_eq!(initialised.events(1).await, ids(1..=1));
         app.stop().await;
@@ -349,20 +373,19 @@ async fn an_oversize_message_closes_its_connection_with_1009_and_no_other() {
         }),
     )
     .await;
+    let after = mark(&app).await;
     let mut other = Client::connect(app.addr, Protocol::Transport).await;
-    other.subscribe("1", WATCH).await;
+    other.watch("1", &after).await;
     let mut big = Client::connect(app.addr, Protocol::Legacy).await;
 
     // A message of exactly the limit is accepted.
     let message = |id: &str, bytes: usize| {
-        let mut text =
-            json!({ "id": id, "type": "start", "payload": { "query": WATCH } }).to_string();
+        let mut text = watch_message(Protocol::Legacy, id, &after).to_string();
         let pad = " ".repeat(bytes - text.len());
         text.insert_str(text.len() - 1, &pad);
         text
     };
     big.send_text(message("fits", MAX)).await;
-    tokio::time::sleep(SETTLE).await;
     app.create("billing", "staging").await;
     assert_eq!(big.events(1).await, named(&["fits"]));
     assert_eq!(other.events(1).await, ids(1..=1));
@@ -384,8 +407,9 @@ async fn an_oversize_message_closes_its_connection_with_1009_and_no_other() {
 
     // The other connection, and new ones, are untouched.
     let mut fresh = Client::connect(app.addr, Protocol::Transport).await;
-    fresh.subscribe("2", WATCH).await;
-    tokio::time::sleep(SETTLE).await;
+    let after = mark(&app).await;
+    assert_eq!(other.events(1).await, ids(1..=1));
+    fresh.watch("2", &after).await;
     app.create("search", "staging").await;
     assert_eq!(other.events(1).await, ids(1..=1));
     assert_eq!(fresh.events(1).await, ids(2..=2));
@@ -418,6 +442,7 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_slot() {
         }),
     )
     .await;
+    let after = mark(&app).await;
     let mut open_ones = Vec::new();
     for protocol in [Protocol::Transport, Protocol::Legacy, Protocol::Transport] {
         open_ones.push(Client::connect(app.addr, protocol).await);
@@ -452,9 +477,8 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_slot() {
 
     // The first three go on.
     for (i, ws) in open_ones.iter_mut().enumerate() {
-        ws.subscribe(&i.to_string(), WATCH).await;
+        ws.watch(&i.to_string(), &after).await;
     }
-    tokio::time::sleep(SETTLE).await;
     app.create("billing", "staging").await;
     for (i, ws) in open_ones.iter_mut().enumerate() {
         assert_eq!(ws.events(1).await, ids(i..=i));
@@ -593,6 +617,25 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
         200
     );
 
+    let create = || async {
+        let created: Value = http
+            .post(format!("http://{}/graphql", server.addr))
+            .json(&json!({ "query": CREATE,
+                           "variables": { "input": create_input("billing", "staging") } }))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("JSON");
+        assert!(created.get("errors").is_none(), "{created}");
+        created["data"]["createDeployment"]["event"]["cursor"]
+            .as_str()
+            .expect("a cursor")
+            .to_owned()
+    };
+    let after = create().await;
+
     let ws = Client::connect(server.addr, Protocol::Transport).await;
     let (before_kb, _) = server.memory_kb();
     let started = Instant::now();
@@ -600,10 +643,10 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     // Written from another task while this one reads: the server answers as it reads,
     // and stops reading when its answers are not read.
     let (mut write, mut read) = ws.ws.split();
+    let cursor = after.clone();
     let writer = tokio::spawn(async move {
         for i in 1..=FLOOD {
-            let message = json!({ "id": i.to_string(), "type": "subscribe",
-                                  "payload": { "query": WATCH } });
+            let message = watch_message(Protocol::Transport, &i.to_string(), &cursor);
             write
                 .feed(Message::text(message.to_string()))
                 .await
@@ -647,18 +690,7 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     let write = writer.await.expect("the writer");
 
     // The 100 accepted subscriptions are live.
-    tokio::time::sleep(SETTLE).await;
-    let created: Value = http
-        .post(format!("http://{}/graphql", server.addr))
-        .json(&json!({ "query": CREATE,
-                       "variables": { "input": create_input("billing", "staging") } }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("JSON");
-    assert!(created.get("errors").is_none(), "{created}");
+    let last = create().await;
     let mut ws = Client {
         ws: write.reunite(read).expect("the two halves"),
         protocol: Protocol::Transport,
@@ -671,7 +703,13 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     );
     // A second connection is not affected by the first one's flood.
     let mut second = Client::connect(server.addr, Protocol::Legacy).await;
-    second.subscribe("a", WATCH).await;
+    second.watch("a", &after).await;
+    let replayed = second.expect_message().await;
+    assert_eq!(replayed["id"], "a");
+    assert_eq!(
+        replayed["payload"]["data"]["deploymentEvents"]["cursor"],
+        last.as_str()
+    );
     second.subscribe("b", "{ __typename }").await;
     let answer = second.expect_message().await;
     assert_eq!(answer["id"], "b");
