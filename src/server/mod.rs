@@ -86,6 +86,8 @@ struct AppState {
     store: Store,
     stopping: Stopping,
     options: std::sync::Arc<ServerOptions>,
+    /// One permit per open WebSocket connection (`options.ws.max_connections`).
+    ws_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(
@@ -138,6 +140,12 @@ pub fn router(
             schema,
             store,
             stopping,
+            ws_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                options
+                    .ws
+                    .max_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             options: std::sync::Arc::new(options),
         })
 }

@@ -10,7 +10,7 @@
 //!   never reaches the schema.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_graphql::http::{
@@ -24,9 +24,10 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::Instrument;
 
-use super::{request_error, AppState, ServerOptions, WsLimits};
+use super::{request_error, AppState, WsLimits};
 
 /// After a stop is asked for, how long a WebSocket stays open so that the `complete`
 /// messages of its subscriptions reach the client before the close frame.
@@ -70,7 +71,7 @@ pub async fn subscriptions(
     };
     // Taken before the upgrade so that a refused client costs no socket task; the
     // socket task holds the permit, so a closed connection frees its slot.
-    let Ok(permit) = connection_slots(&state.options).try_acquire_owned() else {
+    let Ok(permit) = state.ws_slots.clone().try_acquire_owned() else {
         return request_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "TOO_MANY_CONNECTIONS",
@@ -88,28 +89,11 @@ pub async fn subscriptions(
         // is buffered; the message bound covers one split into many frames.
         .max_frame_size(limits.max_message_bytes)
         .max_message_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| serve_socket(socket, state, protocol, permit))
-}
-
-/// The connection slots of each router. `AppState` has no place for them, and tests run
-/// many routers in one process, so a plain static would mix their limits: the slots are
-/// keyed by the router's options, one `Arc` per router, and forgotten with it.
-static CONNECTION_SLOTS: Mutex<Vec<(Weak<ServerOptions>, Arc<Semaphore>)>> = Mutex::new(Vec::new());
-
-fn connection_slots(options: &Arc<ServerOptions>) -> Arc<Semaphore> {
-    let mut slots = lock(&CONNECTION_SLOTS);
-    // Only routers still alive are kept, so an address match below is that router.
-    slots.retain(|(owner, _)| owner.strong_count() > 0);
-    if let Some((_, semaphore)) = slots
-        .iter()
-        .find(|(owner, _)| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(options)))
-    {
-        return semaphore.clone();
-    }
-    let permits = options.ws.max_connections.min(Semaphore::MAX_PERMITS);
-    let semaphore = Arc::new(Semaphore::new(permits));
-    slots.push((Arc::downgrade(options), semaphore.clone()));
-    semaphore
+        // The connection's task keeps the upgrade request's span, and with it the
+        // request id, so its log lines can be told apart.
+        .on_upgrade(move |socket| {
+            serve_socket(socket, state, protocol, permit).instrument(tracing::Span::current())
+        })
 }
 
 /// A poisoned lock only means a panic elsewhere while it was held; what these locks guard

@@ -36,6 +36,10 @@ impl Server {
             .env_remove("SHIPLOG_LISTEN")
             .env_remove("DATABASE_URL")
             .env_remove("SHIPLOG_PRODUCTION_ENVIRONMENTS")
+            .env_remove("SHIPLOG_MAX_BATCH")
+            .env_remove("SHIPLOG_WS_INIT_TIMEOUT_SECONDS")
+            .env_remove("SHIPLOG_WS_MAX_CONNECTIONS")
+            .env_remove("SHIPLOG_WS_MAX_SUBSCRIPTIONS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -88,16 +92,24 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The process's resident memory, in KiB (VmRSS of /proc/PID/status).
-    pub fn rss_kib(&self) -> u64 {
+    /// The process's resident memory and its peak so far, in KiB (VmRSS and VmHWM of
+    /// /proc/PID/status).
+    pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn graphql_url(&self) -> String {

@@ -4,10 +4,7 @@
 //! whose memory must stay flat.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::{create_input, TestApp, TestDb, CREATE};
+use crate::process::Server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -525,93 +523,28 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_slot() {
 const FLOOD: usize = 50_000;
 const FLOOD_LIMIT: usize = 100;
 /// Growth of the server's resident memory the flood may cause, peak included. Without
-/// the limit it took the server from 11 MB to 882 MB.
+/// the limit the debug binary went from 23 MB to 1,046 MB; with it, about +5 MB.
 const FLOOD_RSS_BOUND_KB: u64 = 40 * 1024;
 const FLOOD_TIME_LIMIT: Duration = Duration::from_secs(60);
-
-/// The `shiplog` binary on a free port; killed when dropped.
-struct Binary {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Binary {
-    fn start(database: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-            .args(["--listen", "127.0.0.1:0", "--database-url"])
-            .arg(database)
-            .args(["--ws-max-subscriptions", &FLOOD_LIMIT.to_string()])
-            .args(["--ws-max-message-bytes", "65536"])
-            .env("RUST_LOG", "info")
-            .env_remove("SHIPLOG_LISTEN")
-            .env_remove("DATABASE_URL")
-            .env_remove("SHIPLOG_PRODUCTION_ENVIRONMENTS")
-            .env_remove("SHIPLOG_WS_INIT_TIMEOUT_SECONDS")
-            .env_remove("SHIPLOG_WS_MAX_CONNECTIONS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the shiplog binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut binary = Binary {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        // Every line is read until stdout closes, so that logging never blocks on a
-        // full pipe.
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    if let (Some(sender), Ok(addr)) = (tx.take(), addr.parse()) {
-                        let _ = sender.send(addr);
-                    }
-                }
-            }
-        });
-        binary.addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the binary says where it listens");
-        binary
-    }
-
-    /// `VmRSS` and `VmHWM` (peak) of the process, in kB.
-    fn memory_kb(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/<pid>/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{name} in {status}"))
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     let db = TestDb::new();
-    let server = Binary::start(&db.path());
+    let server = Server::start_with(
+        &db.path(),
+        &[
+            "--ws-max-subscriptions",
+            &FLOOD_LIMIT.to_string(),
+            "--ws-max-message-bytes",
+            "65536",
+        ],
+    );
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(WAIT)
         .build()
         .expect("an HTTP client");
-    let healthz = format!("http://{}/healthz", server.addr);
+    let healthz = format!("http://{}/healthz", server.addr());
     assert_eq!(
         http.get(&healthz).send().await.expect("healthz").status(),
         200
@@ -619,7 +552,7 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
 
     let create = || async {
         let created: Value = http
-            .post(format!("http://{}/graphql", server.addr))
+            .post(format!("http://{}/graphql", server.addr()))
             .json(&json!({ "query": CREATE,
                            "variables": { "input": create_input("billing", "staging") } }))
             .send()
@@ -636,8 +569,8 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     };
     let after = create().await;
 
-    let ws = Client::connect(server.addr, Protocol::Transport).await;
-    let (before_kb, _) = server.memory_kb();
+    let ws = Client::connect(server.addr(), Protocol::Transport).await;
+    let (before_kb, _) = server.memory_kib();
     let started = Instant::now();
 
     // Written from another task while this one reads: the server answers as it reads,
@@ -678,7 +611,7 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
         refusals += 1;
     }
     let flood_time = started.elapsed();
-    let (after_kb, peak_kb) = server.memory_kb();
+    let (after_kb, peak_kb) = server.memory_kib();
     eprintln!(
         "flood: {FLOOD} subscribes in {flood_time:?}; server RSS {before_kb} kB before, \
          {after_kb} kB after, peak {peak_kb} kB"
@@ -702,7 +635,7 @@ async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
         200
     );
     // A second connection is not affected by the first one's flood.
-    let mut second = Client::connect(server.addr, Protocol::Legacy).await;
+    let mut second = Client::connect(server.addr(), Protocol::Legacy).await;
     second.watch("a", &after).await;
     let replayed = second.expect_message().await;
     assert_eq!(replayed["id"], "a");
