@@ -2,11 +2,11 @@
 //! name, and one count per error code. The names of the metrics and the bounds of their
 //! labels live in `crate::metrics`.
 //!
-//! Registered before `ErrorCodes`, so that this extension is the outer one: its `request`
-//! hook times the whole request and sees the response after `ErrorCodes` has coded every
-//! error and turned a panic into INTERNAL_SERVER_ERROR.
+//! `Hooks` (the schema's one extension) drives a `Recording` through a request's steps. It
+//! times the whole request and counts the response after every error has its code and a
+//! panic has become INTERNAL_SERVER_ERROR.
 //!
-//! Over HTTP an operation goes through `request`. Over WebSocket it goes through
+//! Over HTTP an operation goes through the `request` hook. Over WebSocket it goes through
 //! `subscribe` instead (async-graphql never calls `request` there): a query or mutation is
 //! counted when its one response comes, a subscription once it is accepted (it may send
 //! nothing for hours), and the errors of every response of the stream are counted.
@@ -14,34 +14,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextSubscribe, NextValidation,
-};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-};
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
+use async_graphql::{Request, Response, ServerError, Value};
 
-use super::RequestProbe;
 use crate::metrics;
 
-/// The extension to register on the schema.
-pub struct RequestMetrics;
-
-impl ExtensionFactory for RequestMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        // One per request (async-graphql creates extensions per execution), so the state
-        // below is this request's alone.
-        Arc::new(Recording::default())
-    }
-}
-
-#[derive(Default)]
-struct Recording {
-    // Shared with the wrapped response stream of a subscription, which outlives `&self`.
+/// What one request's metrics need to know, gathered step by step; shared with the
+/// stream of a WebSocket operation, which outlives the request's `Hooks`.
+#[derive(Default, Clone)]
+pub(super) struct Recording {
     state: Arc<Mutex<State>>,
 }
 
@@ -145,96 +126,61 @@ fn code_of(err: &ServerError) -> &str {
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for Recording {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
-        let state = self.state();
-        if !state.dry_run {
-            state.count(started.elapsed());
-            count_errors(&response);
-        }
-        response
+/// The steps of a request, as `Hooks` sees them.
+impl Recording {
+    pub(super) fn prepared(&self, request: &Request) {
+        self.state().requested = request.operation_name.clone();
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
+    /// Before parsing; the request's own data is attached by now (not yet when prepared).
+    pub(super) fn parsing(&self, dry_run: bool) {
+        self.state().dry_run = dry_run;
+    }
+
+    pub(super) fn parsed(&self, doc: &ExecutableDocument) {
+        let mut state = self.state();
+        state.operation = select(doc, state.requested.as_deref());
+    }
+
+    pub(super) fn validated(&self, ok: bool) {
+        let mut state = self.state();
+        state.validated = ok;
+        let subscription = matches!(state.operation, Some((OperationType::Subscription, _)));
+        if ok && subscription {
+            // Accepted: count it now rather than at its first event.
+            state.count_stream_once();
+        }
+    }
+
+    /// The name async-graphql settled on; it agrees with `select`, and wins if not.
+    pub(super) fn executing(&self, operation_name: Option<&str>) {
+        if let Some((_, name)) = &mut self.state().operation {
+            *name = operation_name.map(str::to_owned);
+        }
+    }
+
+    /// The request's response, `took` after it began.
+    pub(super) fn answered(&self, response: &Response, took: Duration) {
+        let state = self.state();
+        if !state.dry_run {
+            state.count(took);
+            count_errors(response);
+        }
+    }
+
+    /// A WebSocket operation begins: its responses come through `streamed`.
+    pub(super) fn stream_started(&self) {
         self.state().stream = Some(StreamState {
             started: Instant::now(),
             counted: false,
         });
-        let state = self.state.clone();
-        next.run(ctx, stream)
-            .map(move |response| {
-                // The first response of a query or mutation is its answer; any response
-                // before a subscription was accepted is its failure.
-                lock(&state).count_stream_once();
-                count_errors(&response);
-                response
-            })
-            .boxed()
     }
 
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        self.state().requested = request.operation_name.clone();
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // The request's own data is attached by now (it is not yet in `prepare_request`).
-        let dry_run = ctx
-            .data_opt::<Arc<RequestProbe>>()
-            .is_some_and(|probe| probe.dry_run);
-        self.state().dry_run = dry_run;
-        let doc = next.run(ctx, query, variables).await?;
-        let mut state = self.state();
-        state.operation = select(&doc, state.requested.as_deref());
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        let mut state = self.state();
-        state.validated = result.is_ok();
-        let subscription = matches!(state.operation, Some((OperationType::Subscription, _)));
-        if result.is_ok() && subscription {
-            // Accepted: count it now rather than at its first event.
-            state.count_stream_once();
-        }
-        result
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        // The name async-graphql settled on; it agrees with `select`, and wins if not.
-        if let Some((_, name)) = &mut self.state().operation {
-            *name = operation_name.map(str::to_owned);
-        }
-        next.run(ctx, operation_name).await
+    /// One response of a WebSocket operation. The first response of a query or mutation
+    /// is its answer; any response before a subscription was accepted is its failure.
+    pub(super) fn streamed(&self, response: &Response) {
+        self.state().count_stream_once();
+        count_errors(response);
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod cursor;
 mod error;
+mod hooks;
 mod limits;
 mod loaders;
 mod metrics;
@@ -13,23 +14,11 @@ mod query;
 mod subscription;
 mod types;
 
-use std::sync::Arc;
-
-use std::panic::AssertUnwindSafe;
-
 use async_graphql::dataloader::DataLoader;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-    NextSubscribe, NextValidation,
-};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{
-    Context, Response, Schema, ServerError, ServerResult, ValidationResult, Variables,
-};
-use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, StreamExt};
+use async_graphql::{Context, Schema};
 
 pub use error::ApiError;
+pub use hooks::Hooks;
 pub use limits::{MAX_ALIASES, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, MAX_ROOT_FIELDS};
 pub use mutation::Mutation;
 pub use query::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -55,9 +44,7 @@ pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema
         ))
         .data(store)
         .data(production)
-        .extension(metrics::RequestMetrics)
-        .extension(ErrorCodes)
-        .extension(order::ResponseOrder)
+        .extension(Hooks::default())
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
@@ -139,133 +126,4 @@ fn production<'a>(ctx: &Context<'a>) -> Result<&'a ProductionEnvironments, ApiEr
         tracing::error!("the schema was built without production environments");
         ApiError::Internal
     })
-}
-
-/// Gives every error that async-graphql produces itself an `extensions.code`, as the
-/// contract requires: parse errors, validation errors (including the depth, complexity,
-/// root-field and alias limits), and the few request errors raised between the two.
-/// Also turns a panic into an INTERNAL_SERVER_ERROR. Public so that tests can put it on
-/// a schema of their own.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        // A panicking resolver fails its request with INTERNAL_SERVER_ERROR; the panic is
-        // logged and the server goes on serving. Caught here, once per request, rather
-        // than around every field.
-        let mut response = match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
-            Ok(response) => response,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %what, "a request panicked");
-                let mut err = ServerError::new("Internal server error", None);
-                set_code_if_missing(&mut err, "INTERNAL_SERVER_ERROR");
-                Response::from_errors(vec![err])
-            }
-        };
-        fill_codes(&mut response);
-        response
-    }
-
-    /// The same for every response of a subscription stream (the WebSocket path never
-    /// goes through `request`).
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut response| {
-                fill_codes(&mut response);
-                response
-            })
-            .boxed()
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await.map_err(|mut err| {
-            set_code_if_missing(&mut err, "GRAPHQL_PARSE_FAILED");
-            err
-        })?;
-        limits::check(&doc).map_err(|mut err| {
-            set_code_if_missing(&mut err, "GRAPHQL_VALIDATION_FAILED");
-            err
-        })?;
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await.map_err(|mut errors| {
-            for err in &mut errors {
-                set_code_if_missing(err, "GRAPHQL_VALIDATION_FAILED");
-            }
-            errors
-        })?;
-        if let Some(probe) = ctx.data_opt::<Arc<RequestProbe>>() {
-            probe
-                .complexity
-                .store(result.complexity, std::sync::atomic::Ordering::Release);
-        }
-        Ok(result)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        if let Some(probe) = ctx.data_opt::<Arc<RequestProbe>>() {
-            if probe.dry_run {
-                return Response::new(async_graphql::Value::Null);
-            }
-            probe
-                .executed
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        next.run(ctx, operation_name).await
-    }
-}
-
-/// Codes the errors still without one: they failed the request as a whole (an unknown
-/// operation name, say) or came from input coercion while resolving.
-fn fill_codes(response: &mut Response) {
-    let request_failed = response.data == async_graphql::Value::Null;
-    for err in &mut response.errors {
-        let code = if request_failed && err.path.is_empty() {
-            "GRAPHQL_VALIDATION_FAILED"
-        } else {
-            "BAD_USER_INPUT"
-        };
-        set_code_if_missing(err, code);
-    }
-}
-
-fn set_code_if_missing(err: &mut ServerError, code: &str) {
-    let ext = err.extensions.get_or_insert_with(Default::default);
-    if ext.get("code").is_none() {
-        ext.set("code", code);
-    }
 }

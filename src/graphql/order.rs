@@ -9,119 +9,104 @@
 //! with the schema's registry; for an abstract type (`node` returns the `Node` interface)
 //! the concrete type is the one whose collected fields are exactly the keys present.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
-    NextSubscribe,
-};
+use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
     Selection, SelectionSet,
 };
 use async_graphql::registry::{MetaType, MetaTypeName, Registry};
-use async_graphql::{Name, Positioned, Request, Response, ServerResult, Value, Variables};
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
-
-/// Puts every response's fields in document order. Registered on the schema.
-pub struct ResponseOrder;
-
-impl ExtensionFactory for ResponseOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OrderExtension::default())
-    }
-}
+use async_graphql::{Name, Positioned, Response, Value, Variables};
 
 /// What one request's response is ordered by: its document, variables (for `@skip` and
-/// `@include`) and operation name, captured as the request is prepared and parsed.
+/// `@include`) and operation name, captured as the request is prepared and parsed. The
+/// request's `Hooks` hold one; a subscription's stream shares it, since it outlives them.
+#[derive(Default, Clone)]
+pub(super) struct Capture(Arc<Mutex<Captured>>);
+
 #[derive(Default)]
 struct Captured {
     operation_name: Option<String>,
-    document: Option<(ExecutableDocument, Variables)>,
+    document: Option<(Arc<ExecutableDocument>, Variables)>,
 }
 
+/// Parsed documents shared by the requests and subscriptions that sent the same text, so
+/// that a thousand dashboards subscribed with one document hold one copy of it, not a
+/// thousand. Entries are weak: a document lives as long as something orders by it.
 #[derive(Default)]
-struct OrderExtension {
-    // Shared with the stream of a subscription, which outlives the `subscribe` call.
-    captured: Arc<Mutex<Captured>>,
+pub(super) struct SharedDocuments(Mutex<HashMap<Box<str>, Weak<ExecutableDocument>>>);
+
+/// Distinct texts remembered at once; past it, dead entries are dropped, and while the
+/// live ones alone fill it a new text is simply not shared.
+const MAX_SHARED_DOCUMENTS: usize = 1024;
+
+impl SharedDocuments {
+    fn get(&self, query: &str, document: &ExecutableDocument) -> Arc<ExecutableDocument> {
+        let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = shared.get(query).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let document = Arc::new(document.clone());
+        if shared.len() >= MAX_SHARED_DOCUMENTS {
+            shared.retain(|_, weak| weak.strong_count() > 0);
+        }
+        if shared.len() < MAX_SHARED_DOCUMENTS {
+            shared.insert(query.into(), Arc::downgrade(&document));
+        }
+        document
+    }
 }
 
-#[async_trait::async_trait]
-impl Extension for OrderExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Ok(mut captured) = self.captured.lock() {
-            captured.operation_name = request.operation_name.clone();
-        }
-        next.run(ctx, request).await
+impl Capture {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        // Plain data, each change one assignment: a panic elsewhere cannot tear it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn parse_query(
+    pub(super) fn operation_name(&self, name: Option<String>) {
+        self.lock().operation_name = name;
+    }
+
+    /// Keeps the document parsed from `query` (one copy per distinct text, in `shared`).
+    pub(super) fn document(
         &self,
-        ctx: &ExtensionContext<'_>,
+        shared: &SharedDocuments,
         query: &str,
+        document: &ExecutableDocument,
         variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if let Ok(mut captured) = self.captured.lock() {
-            captured.document = Some((document.clone(), variables.clone()));
+    ) {
+        let document = shared.get(query, document);
+        self.lock().document = Some((document, variables.clone()));
+    }
+
+    /// Puts the fields of `response.data` in document order.
+    pub(super) fn order(&self, registry: &Registry, response: &mut Response) {
+        if response.data == Value::Null {
+            return;
         }
-        Ok(document)
+        let captured = self.lock();
+        let Some((document, variables)) = &captured.document else {
+            return;
+        };
+        let Some(operation) = find_operation(document, captured.operation_name.as_deref()) else {
+            return;
+        };
+        let root = match operation.ty {
+            OperationType::Query => Some(registry.query_type.as_str()),
+            OperationType::Mutation => registry.mutation_type.as_deref(),
+            OperationType::Subscription => registry.subscription_type.as_deref(),
+        }
+        .and_then(|name| registry.types.get(name));
+        let orderer = Orderer {
+            registry,
+            document,
+            variables,
+            operation,
+        };
+        orderer.order(root, &[&operation.selection_set.node], &mut response.data);
     }
-
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        order_response(&ctx.schema_env.registry, &self.captured, &mut response);
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let env = ctx.schema_env.clone();
-        let captured = self.captured.clone();
-        next.run(ctx, stream)
-            .map(move |mut response| {
-                order_response(&env.registry, &captured, &mut response);
-                response
-            })
-            .boxed()
-    }
-}
-
-fn order_response(registry: &Registry, captured: &Mutex<Captured>, response: &mut Response) {
-    let Ok(captured) = captured.lock() else {
-        return;
-    };
-    let Some((document, variables)) = &captured.document else {
-        return;
-    };
-    let Some(operation) = find_operation(document, captured.operation_name.as_deref()) else {
-        return;
-    };
-    let root = match operation.ty {
-        OperationType::Query => Some(registry.query_type.as_str()),
-        OperationType::Mutation => registry.mutation_type.as_deref(),
-        OperationType::Subscription => registry.subscription_type.as_deref(),
-    }
-    .and_then(|name| registry.types.get(name));
-    let orderer = Orderer {
-        registry,
-        document,
-        variables,
-        operation,
-    };
-    orderer.order(root, &[&operation.selection_set.node], &mut response.data);
 }
 
 fn find_operation<'d>(
@@ -140,8 +125,15 @@ fn find_operation<'d>(
     }
 }
 
-/// The fields of one response key in one object, in document order.
-type Group<'d> = (&'d Name, Vec<&'d Field>);
+/// One response key of an object: its fields in document order (several when the
+/// document selects the key more than once), with what its value is ordered by.
+struct Group<'d> {
+    key: &'d Name,
+    /// The type of the key's value (None when unknown or a leaf).
+    ty: Option<&'d MetaType>,
+    /// The selection sets of its fields, merged: what the value's own fields follow.
+    sets: Vec<&'d SelectionSet>,
+}
 
 struct Orderer<'d> {
     registry: &'d Registry,
@@ -161,57 +153,95 @@ impl<'d> Orderer<'d> {
                     ty => ty,
                 };
                 let groups = self.collect(ty, sets);
-                let mut unordered = std::mem::take(map);
-                for (key, fields) in groups {
-                    let Some(mut child) = unordered.swap_remove(key) else {
-                        continue;
-                    };
-                    let child_sets: Vec<&SelectionSet> = fields
-                        .iter()
-                        .map(|field| &field.selection_set.node)
-                        .filter(|set| !set.items.is_empty())
-                        .collect();
-                    if !child_sets.is_empty() {
-                        let child_ty = ty
-                            .and_then(|ty| ty.field_by_name(&fields[0].name.node))
-                            .and_then(|field| {
-                                self.registry
-                                    .types
-                                    .get(MetaTypeName::concrete_typename(&field.ty))
-                            });
-                        self.order(child_ty, &child_sets, &mut child);
-                    }
-                    map.insert(key.clone(), child);
-                }
-                // Nothing should be left; if something is, it keeps a place at the end.
-                map.extend(unordered);
+                self.order_object(&groups, map);
             }
             Value::List(items) => {
+                // The items of a list share their selection, so an object type's fields
+                // are collected once for all of them.
+                let shared = match ty {
+                    Some(ty) if ty.is_abstract() => None,
+                    _ if items.iter().any(|item| matches!(item, Value::Object(_))) => {
+                        Some(self.collect(ty, sets))
+                    }
+                    _ => None,
+                };
                 for item in items {
-                    self.order(ty, sets, item);
+                    match (item, &shared) {
+                        (Value::Object(map), Some(groups)) => self.order_object(groups, map),
+                        (item, _) => self.order(ty, sets, item),
+                    }
                 }
             }
             _ => {}
         }
     }
 
+    fn order_object(&self, groups: &[Group<'d>], map: &mut IndexMap<Name, Value>) {
+        // Resolvers that finished in document order (most do) leave nothing to move.
+        let in_order = map.len() == groups.len()
+            && map.keys().zip(groups).all(|(key, group)| key == group.key);
+        if !in_order {
+            let mut unordered = std::mem::take(map);
+            map.reserve(unordered.len());
+            for group in groups {
+                if let Some(child) = unordered.swap_remove(group.key) {
+                    map.insert(group.key.clone(), child);
+                }
+            }
+            // Nothing should be left; if something is, it keeps a place at the end.
+            map.extend(unordered);
+        }
+        for group in groups {
+            if group.sets.is_empty() {
+                continue;
+            }
+            if let Some(child) = map.get_mut(group.key) {
+                self.order(group.ty, &group.sets, child);
+            }
+        }
+    }
+
     /// CollectFields of the spec: response keys in order of first occurrence, fragments
     /// expanded where they stand when they apply to `ty`, each named fragment once.
     fn collect(&self, ty: Option<&'d MetaType>, sets: &[&'d SelectionSet]) -> Vec<Group<'d>> {
-        let mut groups = Vec::new();
-        let mut visited = HashSet::new();
+        let mut fields: Vec<(&'d Name, Vec<&'d Field>)> = Vec::new();
+        let mut visited = Vec::new();
         for set in sets {
-            self.collect_into(ty, set, &mut groups, &mut visited);
+            self.collect_into(ty, set, &mut fields, &mut visited);
         }
-        groups
+        fields
+            .into_iter()
+            .map(|(key, fields)| {
+                let sets: Vec<&SelectionSet> = fields
+                    .iter()
+                    .map(|field| &field.selection_set.node)
+                    .filter(|set| !set.items.is_empty())
+                    .collect();
+                let child_ty = if sets.is_empty() {
+                    None
+                } else {
+                    ty.and_then(|ty| ty.field_by_name(&fields[0].name.node))
+                        .and_then(|field| {
+                            self.registry
+                                .types
+                                .get(MetaTypeName::concrete_typename(&field.ty))
+                        })
+                };
+                Group {
+                    key,
+                    ty: child_ty,
+                    sets,
+                }
+            })
+            .collect()
     }
 
     fn collect_into(
         &self,
         ty: Option<&'d MetaType>,
         set: &'d SelectionSet,
-        groups: &mut Vec<Group<'d>>,
-        visited: &mut HashSet<&'d Name>,
+        groups: &mut Vec<(&'d Name, Vec<&'d Field>)>,
+        visited: &mut Vec<&'d Name>,
     ) {
         for selection in &set.items {
             match &selection.node {
@@ -236,7 +266,7 @@ impl<'d> Orderer<'d> {
                 Selection::FragmentSpread(spread) => {
                     let spread = &spread.node;
                     let name = &spread.fragment_name.node;
-                    if !self.included(&spread.directives) || visited.contains(name) {
+                    if !self.included(&spread.directives) || visited.contains(&name) {
                         continue;
                     }
                     let Some(fragment) = self.document.fragments.get(name) else {
@@ -244,7 +274,7 @@ impl<'d> Orderer<'d> {
                     };
                     let condition = &fragment.node.type_condition.node.on.node;
                     if self.applies(ty, Some(condition)) {
-                        visited.insert(name);
+                        visited.push(name);
                         self.collect_into(ty, &fragment.node.selection_set.node, groups, visited);
                     }
                 }
@@ -273,7 +303,7 @@ impl<'d> Orderer<'d> {
         &self,
         ty: &'d MetaType,
         sets: &[&'d SelectionSet],
-        map: &async_graphql::indexmap::IndexMap<Name, Value>,
+        map: &IndexMap<Name, Value>,
     ) -> Option<&'d MetaType> {
         let candidates = ty.possible_types()?;
         candidates
@@ -281,7 +311,7 @@ impl<'d> Orderer<'d> {
             .filter_map(|name| self.registry.types.get(name))
             .find(|candidate| {
                 let groups = self.collect(Some(candidate), sets);
-                groups.len() == map.len() && groups.iter().all(|(key, _)| map.contains_key(*key))
+                groups.len() == map.len() && groups.iter().all(|g| map.contains_key(g.key))
             })
     }
 

@@ -205,6 +205,12 @@ test("GraphiQL loads offline, introspects, runs a query and a subscription", { t
       await page.getByRole("button", { name: "Execute query (Ctrl-Enter)" }).click();
       await waitForResult(page, [/"totalCount":\s*1\b/], "totalCount 1");
 
+      // Autocompletion comes from the schema: typing the start of a root field offers it.
+      await typeQuery(page, "{ deploymentEv");
+      await page.keyboard.press("Control+Space");
+      await page.locator(".CodeMirror-hints .CodeMirror-hint", { hasText: "deploymentEvents" }).first().waitFor();
+      await page.keyboard.press("Escape");
+
       // Subscribe through the editor; the first event may only be created once the
       // server has the subscription, i.e. once graphql-ws sent `subscribe`.
       const subscribed = new Promise((resolve) => {

@@ -3,7 +3,7 @@
 
 use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 use serde_json::{json, Value};
-use shiplog::graphql::{ErrorCodes, MAX_ALIASES, MAX_ROOT_FIELDS};
+use shiplog::graphql::{Hooks, MAX_ALIASES, MAX_ROOT_FIELDS};
 use shiplog::server::MAX_BODY_BYTES;
 
 use crate::helpers::{action, create_input, single_error, TestApp, TestDb, CREATE};
@@ -258,7 +258,7 @@ impl Panicky {
 #[tokio::test]
 async fn a_panicking_resolver_becomes_an_internal_server_error_and_serving_goes_on() {
     let schema = Schema::build(Panicky, EmptyMutation, EmptySubscription)
-        .extension(ErrorCodes)
+        .extension(Hooks::default())
         .finish();
     let response = schema.execute("{ fine boom }").await;
     let body = serde_json::to_value(&response).expect("json");
