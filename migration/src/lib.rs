@@ -6,12 +6,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_deployments;
+mod m20261125_000002_v2_environments_and_approvals;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_deployments::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_deployments::Migration),
+            Box::new(m20261125_000002_v2_environments_and_approvals::Migration),
+        ]
     }
 }

@@ -37,6 +37,11 @@ pub struct Deployment {
     pub reviewed_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Distinct approvals needed: the environment's setting when it was created.
+    pub required_approvals: u8,
+    /// The SUCCEEDED deployment whose version this one promotes.
+    pub promoted_from: Option<Uuid>,
+    pub release_notes: Option<String>,
 }
 
 /// One immutable entry of a deployment's history. `service` and `environment` are copied
@@ -98,6 +103,9 @@ impl Deployment {
             reviewed_at: None,
             created_at: now,
             updated_at: now,
+            required_approvals: 1,
+            promoted_from: None,
+            release_notes: None,
         };
         (deployment, event)
     }

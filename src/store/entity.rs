@@ -25,6 +25,9 @@ pub mod deployment {
         pub updated_at: i64,
         /// Set when the client gave one; unique.
         pub idempotency_key: Option<String>,
+        pub required_approvals: i32,
+        pub promoted_from: Option<String>,
+        pub release_notes: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

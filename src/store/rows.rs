@@ -29,6 +29,9 @@ pub(super) fn deployment_row(
         created_at: Set(d.created_at.timestamp_millis()),
         updated_at: Set(d.updated_at.timestamp_millis()),
         idempotency_key: Set(idempotency_key),
+        required_approvals: Set(i32::from(d.required_approvals)),
+        promoted_from: Set(d.promoted_from.map(|id| id.to_string())),
+        release_notes: Set(d.release_notes.clone()),
     })
 }
 
@@ -57,6 +60,17 @@ pub(super) fn deployment(row: deployment::Model) -> Result<Deployment, StoreErro
         reviewed_at: row.reviewed_at.map(time).transpose()?,
         created_at: time(row.created_at)?,
         updated_at: time(row.updated_at)?,
+        required_approvals: u8::try_from(row.required_approvals)
+            .ok()
+            .filter(|n| (1..=10).contains(n))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "required approvals of {}: {}",
+                    row.id, row.required_approvals
+                ))
+            })?,
+        promoted_from: row.promoted_from.as_deref().map(uuid).transpose()?,
+        release_notes: row.release_notes,
         service: row.service,
         environment: row.environment,
         version: row.version,

@@ -1,0 +1,290 @@
+//! Version 2, first part: environments, approval rules, cancellation, promotion and
+//! release notes.
+//!
+//! - `environments`: one row per environment, registered the first time anything names
+//!   it, with its release-train position, tier and settings.
+//! - `deployments` gains `required_approvals` (the environment's, snapshotted at
+//!   creation), `promoted_from` and `release_notes`, and its status check admits
+//!   CANCELLED; `deployment_events` admits the CANCELLED kind.
+//!
+//! SQLite cannot change a CHECK constraint in place, so both tables are rebuilt: the old
+//! table is renamed aside, the new one created under the old name and filled from it, and
+//! the old one dropped. `legacy_alter_table` keeps the rename from rewriting the events'
+//! foreign key (it must keep naming `deployments`), and the events' triggers and indexes
+//! are dropped before and created after, exactly as in the first migration. Rows, event
+//! sequence numbers and the AUTOINCREMENT high-water mark are kept. It all runs in the
+//! migration's one transaction, so an interrupted upgrade leaves the v1 schema intact.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &str = r#"
+PRAGMA legacy_alter_table = ON;
+
+CREATE TABLE environments (
+    name                    TEXT    NOT NULL PRIMARY KEY,       -- trimmed, compared exactly
+    id                      TEXT    NOT NULL UNIQUE,            -- UUIDv7, for `node(id)`
+    position                INTEGER NOT NULL,                   -- release-train order, then name
+    tier                    TEXT    NOT NULL CHECK (tier IN ('DEVELOPMENT', 'TESTING',
+                                'STAGING', 'PRODUCTION', 'OTHER')),
+    required_approvals      INTEGER NOT NULL DEFAULT 1 CHECK (required_approvals BETWEEN 1 AND 10),
+    start_timeout_seconds   INTEGER CHECK (start_timeout_seconds BETWEEN 1 AND 2592000),
+    updated_by              TEXT,                               -- null until configured
+    updated_at              INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX environments_in_train_order ON environments (position, name);
+
+-- deployments, rebuilt ------------------------------------------------------------------
+
+DROP INDEX deployments_by_time;
+DROP INDEX deployments_by_service;
+DROP INDEX deployments_by_environment;
+DROP INDEX deployments_by_service_environment;
+DROP INDEX deployments_by_status;
+ALTER TABLE deployments RENAME TO deployments_v1;
+
+CREATE TABLE deployments (
+    id                      TEXT    NOT NULL PRIMARY KEY, -- UUIDv7, lowercase hyphenated
+    service                 TEXT    NOT NULL,
+    environment             TEXT    NOT NULL,
+    version                 TEXT    NOT NULL,
+    requester               TEXT    NOT NULL,
+    work_refs               TEXT    NOT NULL,             -- JSON array of strings
+    risk                    TEXT,
+    rollback_plan           TEXT    NOT NULL,
+    status                  TEXT    NOT NULL CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
+                                'REJECTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK',
+                                'CANCELLED')),
+    reviewed_by             TEXT,
+    reviewed_at             INTEGER,
+    created_at              INTEGER NOT NULL,
+    updated_at              INTEGER NOT NULL,
+    -- The client's key for idempotent creation; a retry is matched on the stored fields.
+    idempotency_key         TEXT    UNIQUE,
+    -- Distinct approvals needed: the environment's setting when the deployment was created.
+    required_approvals      INTEGER NOT NULL DEFAULT 1 CHECK (required_approvals BETWEEN 1 AND 10),
+    -- The SUCCEEDED deployment whose version this one promotes.
+    promoted_from           TEXT    REFERENCES deployments (id),
+    release_notes           TEXT
+) STRICT;
+
+INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk,
+    rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key)
+SELECT id, service, environment, version, requester, work_refs, risk,
+    rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key
+FROM deployments_v1;
+
+DROP TABLE deployments_v1;
+
+CREATE INDEX deployments_by_time ON deployments (created_at, id);
+CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
+CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
+CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
+CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
+
+-- deployment_events, rebuilt ------------------------------------------------------------
+
+DROP TRIGGER deployment_events_no_update;
+DROP TRIGGER deployment_events_no_delete;
+DROP TRIGGER deployment_events_no_replace;
+DROP INDEX deployment_events_by_deployment;
+DROP INDEX deployment_events_by_service;
+DROP INDEX deployment_events_by_environment;
+DROP INDEX deployment_events_by_kind;
+ALTER TABLE deployment_events RENAME TO deployment_events_v1;
+
+CREATE TABLE deployment_events (
+    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- no gaps: one writer, rollbacks undo it
+    id            TEXT    NOT NULL UNIQUE,                    -- UUIDv7
+    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    service       TEXT    NOT NULL,                           -- copied: never changes
+    environment   TEXT    NOT NULL,                           -- copied: never changes
+    kind          TEXT    NOT NULL CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
+                      'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK', 'CANCELLED')),
+    actor         TEXT    NOT NULL,
+    note          TEXT,
+    from_status   TEXT,
+    to_status     TEXT    NOT NULL,
+    occurred_at   INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO deployment_events (seq, id, deployment_id, service, environment, kind, actor,
+    note, from_status, to_status, occurred_at)
+SELECT seq, id, deployment_id, service, environment, kind, actor,
+    note, from_status, to_status, occurred_at
+FROM deployment_events_v1 ORDER BY seq;
+
+DROP TABLE deployment_events_v1;
+
+CREATE INDEX deployment_events_by_deployment ON deployment_events (deployment_id);
+CREATE INDEX deployment_events_by_service ON deployment_events (service);
+CREATE INDEX deployment_events_by_environment ON deployment_events (environment);
+CREATE INDEX deployment_events_by_kind ON deployment_events (kind);
+
+CREATE TRIGGER deployment_events_no_update BEFORE UPDATE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+CREATE TRIGGER deployment_events_no_delete BEFORE DELETE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+-- INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers (unless a
+-- connection turns on recursive_triggers), so an insert that would collide is refused.
+CREATE TRIGGER deployment_events_no_replace BEFORE INSERT ON deployment_events
+WHEN EXISTS (SELECT 1 FROM deployment_events WHERE seq = NEW.seq OR id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+PRAGMA legacy_alter_table = OFF;
+"#;
+
+/// Back to the v1 schema. Refused while a deployment is CANCELLED (v1 cannot hold it);
+/// the v2 columns and the environments are dropped.
+const DOWN: &str = r#"
+PRAGMA legacy_alter_table = ON;
+
+DROP TABLE environments;
+
+DROP INDEX deployments_by_time;
+DROP INDEX deployments_by_service;
+DROP INDEX deployments_by_environment;
+DROP INDEX deployments_by_service_environment;
+DROP INDEX deployments_by_status;
+ALTER TABLE deployments RENAME TO deployments_v2;
+
+CREATE TABLE deployments (
+    id                      TEXT    NOT NULL PRIMARY KEY,
+    service                 TEXT    NOT NULL,
+    environment             TEXT    NOT NULL,
+    version                 TEXT    NOT NULL,
+    requester               TEXT    NOT NULL,
+    work_refs               TEXT    NOT NULL,
+    risk                    TEXT,
+    rollback_plan           TEXT    NOT NULL,
+    status                  TEXT    NOT NULL CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
+                                'REJECTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK')),
+    reviewed_by             TEXT,
+    reviewed_at             INTEGER,
+    created_at              INTEGER NOT NULL,
+    updated_at              INTEGER NOT NULL,
+    idempotency_key         TEXT    UNIQUE
+) STRICT;
+
+INSERT INTO deployments SELECT id, service, environment, version, requester, work_refs, risk,
+    rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key
+FROM deployments_v2;
+
+DROP TABLE deployments_v2;
+
+CREATE INDEX deployments_by_time ON deployments (created_at, id);
+CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
+CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
+CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
+CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
+
+DROP TRIGGER deployment_events_no_update;
+DROP TRIGGER deployment_events_no_delete;
+DROP TRIGGER deployment_events_no_replace;
+DROP INDEX deployment_events_by_deployment;
+DROP INDEX deployment_events_by_service;
+DROP INDEX deployment_events_by_environment;
+DROP INDEX deployment_events_by_kind;
+ALTER TABLE deployment_events RENAME TO deployment_events_v2;
+
+CREATE TABLE deployment_events (
+    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    id            TEXT    NOT NULL UNIQUE,
+    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    service       TEXT    NOT NULL,
+    environment   TEXT    NOT NULL,
+    kind          TEXT    NOT NULL CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
+                      'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK')),
+    actor         TEXT    NOT NULL,
+    note          TEXT,
+    from_status   TEXT,
+    to_status     TEXT    NOT NULL,
+    occurred_at   INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO deployment_events SELECT * FROM deployment_events_v2 ORDER BY seq;
+
+DROP TABLE deployment_events_v2;
+
+CREATE INDEX deployment_events_by_deployment ON deployment_events (deployment_id);
+CREATE INDEX deployment_events_by_service ON deployment_events (service);
+CREATE INDEX deployment_events_by_environment ON deployment_events (environment);
+CREATE INDEX deployment_events_by_kind ON deployment_events (kind);
+
+CREATE TRIGGER deployment_events_no_update BEFORE UPDATE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+CREATE TRIGGER deployment_events_no_delete BEFORE DELETE ON deployment_events
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+CREATE TRIGGER deployment_events_no_replace BEFORE INSERT ON deployment_events
+WHEN EXISTS (SELECT 1 FROM deployment_events WHERE seq = NEW.seq OR id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'deployment_events is append-only');
+END;
+
+PRAGMA legacy_alter_table = OFF;
+"#;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(UP).await?;
+        check_foreign_keys(manager).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let cancelled = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                manager.get_database_backend(),
+                "SELECT 1 FROM deployments WHERE status = 'CANCELLED' LIMIT 1",
+            ))
+            .await?;
+        if cancelled.is_some() {
+            return Err(DbErr::Migration(
+                "cannot go back to v1: a deployment is CANCELLED, which v1 cannot store".into(),
+            ));
+        }
+        db.execute_unprepared(DOWN).await?;
+        check_foreign_keys(manager).await
+    }
+
+    // All of it or none of it: a half-rebuilt table would be worse than either schema.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+}
+
+/// The rebuilt tables must still agree with each other before the transaction commits.
+async fn check_foreign_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let violation = manager
+        .get_connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            manager.get_database_backend(),
+            "PRAGMA foreign_key_check",
+        ))
+        .await?;
+    match violation {
+        None => Ok(()),
+        Some(_) => Err(DbErr::Migration(
+            "the rebuilt tables break a foreign key; nothing was changed".into(),
+        )),
+    }
+}
