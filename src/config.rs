@@ -35,8 +35,9 @@ pub struct ServeArgs {
     /// SQLite database: a `sqlite:` URL or a file path. Created and migrated on start.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://shiplog.db")]
     pub database_url: String,
-    /// Environments whose deployments must state their risk (comma-separated,
-    /// compared trimmed and case-insensitively).
+    /// Environments that get tier PRODUCTION when first used, so that their deployments
+    /// must state their risk (comma-separated, compared trimmed and case-insensitively).
+    /// `configureEnvironment` can change a tier later.
     #[arg(
         long,
         env = "SHIPLOG_PRODUCTION_ENVIRONMENTS",

@@ -74,8 +74,12 @@ enum ServeError {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
-    let store = Store::open(&StoreConfig::new(&args.database_url)).await?;
     let production = ProductionEnvironments::new(&args.production_environments);
+    let store = Store::open(&StoreConfig {
+        production: production.clone(),
+        ..StoreConfig::new(&args.database_url)
+    })
+    .await?;
     let schema = graphql::schema(store.clone(), production);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

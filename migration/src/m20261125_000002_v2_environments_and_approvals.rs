@@ -7,13 +7,13 @@
 //!   creation), `promoted_from` and `release_notes`, and its status check admits
 //!   CANCELLED; `deployment_events` admits the CANCELLED kind.
 //!
-//! SQLite cannot change a CHECK constraint in place, so both tables are rebuilt: the old
-//! table is renamed aside, the new one created under the old name and filled from it, and
-//! the old one dropped. `legacy_alter_table` keeps the rename from rewriting the events'
-//! foreign key (it must keep naming `deployments`), and the events' triggers and indexes
-//! are dropped before and created after, exactly as in the first migration. Rows, event
-//! sequence numbers and the AUTOINCREMENT high-water mark are kept. It all runs in the
-//! migration's one transaction, so an interrupted upgrade leaves the v1 schema intact.
+//! SQLite cannot change a CHECK constraint in place, so both tables are rebuilt: new
+//! tables are created beside the old ones and filled from them, the old ones dropped, and
+//! the new ones renamed to the old names (a rename rewrites the foreign keys that name
+//! the renamed table, so the events end up referencing `deployments` again). Indexes and
+//! the events' append-only triggers are created exactly as in the first migration. Rows,
+//! event sequence numbers and the AUTOINCREMENT high-water mark are kept. It all runs in
+//! the migration's one transaction, so an interrupted upgrade leaves the v1 schema intact.
 
 use sea_orm_migration::prelude::*;
 
@@ -21,8 +21,6 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const UP: &str = r#"
-PRAGMA legacy_alter_table = ON;
-
 CREATE TABLE environments (
     name                    TEXT    NOT NULL PRIMARY KEY,       -- trimmed, compared exactly
     id                      TEXT    NOT NULL UNIQUE,            -- UUIDv7, for `node(id)`
@@ -37,16 +35,7 @@ CREATE TABLE environments (
 
 CREATE INDEX environments_in_train_order ON environments (position, name);
 
--- deployments, rebuilt ------------------------------------------------------------------
-
-DROP INDEX deployments_by_time;
-DROP INDEX deployments_by_service;
-DROP INDEX deployments_by_environment;
-DROP INDEX deployments_by_service_environment;
-DROP INDEX deployments_by_status;
-ALTER TABLE deployments RENAME TO deployments_v1;
-
-CREATE TABLE deployments (
+CREATE TABLE deployments_new (
     id                      TEXT    NOT NULL PRIMARY KEY, -- UUIDv7, lowercase hyphenated
     service                 TEXT    NOT NULL,
     environment             TEXT    NOT NULL,
@@ -67,39 +56,20 @@ CREATE TABLE deployments (
     -- Distinct approvals needed: the environment's setting when the deployment was created.
     required_approvals      INTEGER NOT NULL DEFAULT 1 CHECK (required_approvals BETWEEN 1 AND 10),
     -- The SUCCEEDED deployment whose version this one promotes.
-    promoted_from           TEXT    REFERENCES deployments (id),
+    promoted_from           TEXT    REFERENCES deployments_new (id),
     release_notes           TEXT
 ) STRICT;
 
-INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk,
+INSERT INTO deployments_new (id, service, environment, version, requester, work_refs, risk,
     rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key)
 SELECT id, service, environment, version, requester, work_refs, risk,
     rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key
-FROM deployments_v1;
+FROM deployments;
 
-DROP TABLE deployments_v1;
-
-CREATE INDEX deployments_by_time ON deployments (created_at, id);
-CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
-CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
-CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
-CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
-
--- deployment_events, rebuilt ------------------------------------------------------------
-
-DROP TRIGGER deployment_events_no_update;
-DROP TRIGGER deployment_events_no_delete;
-DROP TRIGGER deployment_events_no_replace;
-DROP INDEX deployment_events_by_deployment;
-DROP INDEX deployment_events_by_service;
-DROP INDEX deployment_events_by_environment;
-DROP INDEX deployment_events_by_kind;
-ALTER TABLE deployment_events RENAME TO deployment_events_v1;
-
-CREATE TABLE deployment_events (
+CREATE TABLE deployment_events_new (
     seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- no gaps: one writer, rollbacks undo it
     id            TEXT    NOT NULL UNIQUE,                    -- UUIDv7
-    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    deployment_id TEXT    NOT NULL REFERENCES deployments_new (id),
     service       TEXT    NOT NULL,                           -- copied: never changes
     environment   TEXT    NOT NULL,                           -- copied: never changes
     kind          TEXT    NOT NULL CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
@@ -111,14 +81,32 @@ CREATE TABLE deployment_events (
     occurred_at   INTEGER NOT NULL
 ) STRICT;
 
-INSERT INTO deployment_events (seq, id, deployment_id, service, environment, kind, actor,
+INSERT INTO deployment_events_new (seq, id, deployment_id, service, environment, kind, actor,
     note, from_status, to_status, occurred_at)
 SELECT seq, id, deployment_id, service, environment, kind, actor,
     note, from_status, to_status, occurred_at
-FROM deployment_events_v1 ORDER BY seq;
+FROM deployment_events ORDER BY seq;
 
-DROP TABLE deployment_events_v1;
+-- The next event number continues from the old table's high-water mark.
+DELETE FROM sqlite_sequence WHERE name = 'deployment_events_new';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'deployment_events_new', seq FROM sqlite_sequence WHERE name = 'deployment_events';
 
+-- Dropping a table drops its indexes and triggers; no trigger fires on a DROP.
+DROP TABLE deployment_events;
+DROP TABLE deployments;
+ALTER TABLE deployments_new RENAME TO deployments;
+ALTER TABLE deployment_events_new RENAME TO deployment_events;
+
+-- Lists are newest first by (created_at, id) with keyset cursors. Each filter has an
+-- index whose equality columns come first, so a page is a range scan in order, never a sort.
+CREATE INDEX deployments_by_time ON deployments (created_at, id);
+CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
+CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
+CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
+CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
+
+-- Every index implicitly ends with the rowid (seq), so each serves its filter in commit order.
 CREATE INDEX deployment_events_by_deployment ON deployment_events (deployment_id);
 CREATE INDEX deployment_events_by_service ON deployment_events (service);
 CREATE INDEX deployment_events_by_environment ON deployment_events (environment);
@@ -141,31 +129,20 @@ WHEN EXISTS (SELECT 1 FROM deployment_events WHERE seq = NEW.seq OR id = NEW.id)
 BEGIN
     SELECT RAISE(ABORT, 'deployment_events is append-only');
 END;
-
-PRAGMA legacy_alter_table = OFF;
 "#;
 
 /// Back to the v1 schema. Refused while a deployment is CANCELLED (v1 cannot hold it);
 /// the v2 columns and the environments are dropped.
 const DOWN: &str = r#"
-PRAGMA legacy_alter_table = ON;
-
 DROP TABLE environments;
 
-DROP INDEX deployments_by_time;
-DROP INDEX deployments_by_service;
-DROP INDEX deployments_by_environment;
-DROP INDEX deployments_by_service_environment;
-DROP INDEX deployments_by_status;
-ALTER TABLE deployments RENAME TO deployments_v2;
-
-CREATE TABLE deployments (
-    id                      TEXT    NOT NULL PRIMARY KEY,
+CREATE TABLE deployments_new (
+    id                      TEXT    NOT NULL PRIMARY KEY, -- UUIDv7, lowercase hyphenated
     service                 TEXT    NOT NULL,
     environment             TEXT    NOT NULL,
     version                 TEXT    NOT NULL,
     requester               TEXT    NOT NULL,
-    work_refs               TEXT    NOT NULL,
+    work_refs               TEXT    NOT NULL,             -- JSON array of strings
     risk                    TEXT,
     rollback_plan           TEXT    NOT NULL,
     status                  TEXT    NOT NULL CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
@@ -174,36 +151,22 @@ CREATE TABLE deployments (
     reviewed_at             INTEGER,
     created_at              INTEGER NOT NULL,
     updated_at              INTEGER NOT NULL,
+    -- The client's key for idempotent creation; a retry is matched on the stored fields.
     idempotency_key         TEXT    UNIQUE
 ) STRICT;
 
-INSERT INTO deployments SELECT id, service, environment, version, requester, work_refs, risk,
+INSERT INTO deployments_new (id, service, environment, version, requester, work_refs, risk,
+    rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key)
+SELECT id, service, environment, version, requester, work_refs, risk,
     rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key
-FROM deployments_v2;
+FROM deployments;
 
-DROP TABLE deployments_v2;
-
-CREATE INDEX deployments_by_time ON deployments (created_at, id);
-CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
-CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
-CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
-CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
-
-DROP TRIGGER deployment_events_no_update;
-DROP TRIGGER deployment_events_no_delete;
-DROP TRIGGER deployment_events_no_replace;
-DROP INDEX deployment_events_by_deployment;
-DROP INDEX deployment_events_by_service;
-DROP INDEX deployment_events_by_environment;
-DROP INDEX deployment_events_by_kind;
-ALTER TABLE deployment_events RENAME TO deployment_events_v2;
-
-CREATE TABLE deployment_events (
-    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-    id            TEXT    NOT NULL UNIQUE,
-    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
-    service       TEXT    NOT NULL,
-    environment   TEXT    NOT NULL,
+CREATE TABLE deployment_events_new (
+    seq           INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, -- no gaps: one writer, rollbacks undo it
+    id            TEXT    NOT NULL UNIQUE,                    -- UUIDv7
+    deployment_id TEXT    NOT NULL REFERENCES deployments_new (id),
+    service       TEXT    NOT NULL,                           -- copied: never changes
+    environment   TEXT    NOT NULL,                           -- copied: never changes
     kind          TEXT    NOT NULL CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
                       'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK')),
     actor         TEXT    NOT NULL,
@@ -213,10 +176,32 @@ CREATE TABLE deployment_events (
     occurred_at   INTEGER NOT NULL
 ) STRICT;
 
-INSERT INTO deployment_events SELECT * FROM deployment_events_v2 ORDER BY seq;
+INSERT INTO deployment_events_new (seq, id, deployment_id, service, environment, kind, actor,
+    note, from_status, to_status, occurred_at)
+SELECT seq, id, deployment_id, service, environment, kind, actor,
+    note, from_status, to_status, occurred_at
+FROM deployment_events ORDER BY seq;
 
-DROP TABLE deployment_events_v2;
+-- The next event number continues from the old table's high-water mark.
+DELETE FROM sqlite_sequence WHERE name = 'deployment_events_new';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'deployment_events_new', seq FROM sqlite_sequence WHERE name = 'deployment_events';
 
+-- Dropping a table drops its indexes and triggers; no trigger fires on a DROP.
+DROP TABLE deployment_events;
+DROP TABLE deployments;
+ALTER TABLE deployments_new RENAME TO deployments;
+ALTER TABLE deployment_events_new RENAME TO deployment_events;
+
+-- Lists are newest first by (created_at, id) with keyset cursors. Each filter has an
+-- index whose equality columns come first, so a page is a range scan in order, never a sort.
+CREATE INDEX deployments_by_time ON deployments (created_at, id);
+CREATE INDEX deployments_by_service ON deployments (service, created_at, id);
+CREATE INDEX deployments_by_environment ON deployments (environment, created_at, id);
+CREATE INDEX deployments_by_service_environment ON deployments (service, environment, created_at, id);
+CREATE INDEX deployments_by_status ON deployments (status, created_at, id);
+
+-- Every index implicitly ends with the rowid (seq), so each serves its filter in commit order.
 CREATE INDEX deployment_events_by_deployment ON deployment_events (deployment_id);
 CREATE INDEX deployment_events_by_service ON deployment_events (service);
 CREATE INDEX deployment_events_by_environment ON deployment_events (environment);
@@ -232,13 +217,13 @@ BEGIN
     SELECT RAISE(ABORT, 'deployment_events is append-only');
 END;
 
+-- INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers (unless a
+-- connection turns on recursive_triggers), so an insert that would collide is refused.
 CREATE TRIGGER deployment_events_no_replace BEFORE INSERT ON deployment_events
 WHEN EXISTS (SELECT 1 FROM deployment_events WHERE seq = NEW.seq OR id = NEW.id)
 BEGIN
     SELECT RAISE(ABORT, 'deployment_events is append-only');
 END;
-
-PRAGMA legacy_alter_table = OFF;
 "#;
 
 #[async_trait::async_trait]

@@ -13,10 +13,12 @@ pub enum Status {
     Succeeded,
     Failed,
     RolledBack,
+    /// Withdrawn before it started. Terminal.
+    Cancelled,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::PendingApproval,
         Status::Approved,
         Status::Rejected,
@@ -24,6 +26,7 @@ impl Status {
         Status::Succeeded,
         Status::Failed,
         Status::RolledBack,
+        Status::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
             Status::RolledBack => "ROLLED_BACK",
+            Status::Cancelled => "CANCELLED",
         }
     }
 
@@ -85,10 +89,11 @@ pub enum EventKind {
     Succeeded,
     Failed,
     RolledBack,
+    Cancelled,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Created,
         EventKind::Approved,
         EventKind::Rejected,
@@ -96,6 +101,7 @@ impl EventKind {
         EventKind::Succeeded,
         EventKind::Failed,
         EventKind::RolledBack,
+        EventKind::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +113,7 @@ impl EventKind {
             EventKind::Succeeded => "SUCCEEDED",
             EventKind::Failed => "FAILED",
             EventKind::RolledBack => "ROLLED_BACK",
+            EventKind::Cancelled => "CANCELLED",
         }
     }
 }
@@ -140,16 +147,18 @@ pub enum Action {
     Succeed,
     Fail,
     RollBack,
+    Cancel,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Approve,
         Action::Reject,
         Action::Start,
         Action::Succeed,
         Action::Fail,
         Action::RollBack,
+        Action::Cancel,
     ];
 
     /// The name clients know the action by (the mutation without its `Deployment` suffix).
@@ -161,10 +170,12 @@ impl Action {
             Action::Succeed => "succeed",
             Action::Fail => "fail",
             Action::RollBack => "rollBack",
+            Action::Cancel => "cancel",
         }
     }
 
-    /// The transition table. `None`: the action is not allowed from `from`.
+    /// The transition table. `None`: the action is not allowed from `from`. For approve,
+    /// the status once enough distinct reviewers approved (see `Deployment::apply_given`).
     pub fn transition(self, from: Status) -> Option<Status> {
         use Status::*;
         match (self, from) {
@@ -174,6 +185,7 @@ impl Action {
             (Action::Succeed, Started) => Some(Succeeded),
             (Action::Fail, Started) => Some(Failed),
             (Action::RollBack, Started | Succeeded | Failed) => Some(RolledBack),
+            (Action::Cancel, PendingApproval | Approved) => Some(Cancelled),
             _ => None,
         }
     }
@@ -186,12 +198,16 @@ impl Action {
             Action::Succeed => EventKind::Succeeded,
             Action::Fail => EventKind::Failed,
             Action::RollBack => EventKind::RolledBack,
+            Action::Cancel => EventKind::Cancelled,
         }
     }
 
     /// Negative and recovery decisions must say why.
     pub fn requires_note(self) -> bool {
-        matches!(self, Action::Reject | Action::Fail | Action::RollBack)
+        matches!(
+            self,
+            Action::Reject | Action::Fail | Action::RollBack | Action::Cancel
+        )
     }
 
     /// A review sets `reviewedBy` and `reviewedAt`.

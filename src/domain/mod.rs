@@ -2,12 +2,17 @@
 //! records an action produces. Pure: no I/O, no database, no GraphQL. The store persists
 //! what this module decides; the API translates it.
 
+mod environment;
 mod lifecycle;
 mod validation;
 
 #[cfg(test)]
 mod tests;
 
+pub use environment::{
+    Environment, EnvironmentConfig, EnvironmentRequest, Setting, Tier, MAX_REQUIRED_APPROVALS,
+    MAX_START_TIMEOUT_SECONDS, MIN_REQUIRED_APPROVALS, MIN_START_TIMEOUT_SECONDS,
+};
 pub use lifecycle::{Action, EventKind, Status, UnknownName};
 pub use validation::{
     same_person, ActionCommand, DeploymentRequest, FieldError, NewDeployment,
@@ -67,9 +72,61 @@ pub enum Refusal {
     Conflict { status: Status, action: Action },
     #[error("a requester cannot approve their own deployment")]
     SelfApproval,
+    #[error("this reviewer has already approved this deployment")]
+    AlreadyApproved,
+}
+
+/// Who has approved a deployment so far: the actors of its APPROVED events, as the store
+/// read them. What an approval decides depends on them (distinct reviewers, counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvals(Vec<String>);
+
+impl Approvals {
+    pub fn new<I, S>(approvers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self(approvers.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `actor` is one of the approvers (trimmed, case-insensitive).
+    pub fn includes(&self, actor: &str) -> bool {
+        self.0.iter().any(|a| same_person(a, actor))
+    }
+
+    /// How many distinct people (trimmed, case-insensitive) have approved.
+    pub fn distinct(&self) -> usize {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| !self.0[..*i].iter().any(|b| same_person(a, b)))
+            .count()
+    }
 }
 
 impl Deployment {
+    /// A new deployment in `environment` (as it is inside the creation's transaction),
+    /// and its CREATED event: the environment's tier decides whether the risk is
+    /// required, and its `required_approvals` is kept on the deployment.
+    pub fn create_in(
+        new: NewDeployment,
+        environment: &Environment,
+        id: Uuid,
+        event_id: Uuid,
+        now: Timestamp,
+    ) -> Result<(Deployment, DeploymentEvent), ValidationErrors> {
+        if new.risk().is_none() && environment.requires_risk() {
+            return Err(ValidationErrors(vec![FieldError {
+                field: "risk".to_owned(),
+                message: validation::RISK_REQUIRED.to_owned(),
+            }]));
+        }
+        let (mut deployment, event) = Deployment::create(new, id, event_id, now);
+        deployment.required_approvals = environment.required_approvals;
+        Ok((deployment, event))
+    }
+
     /// A new deployment, pending approval, and its CREATED event.
     pub fn create(
         new: NewDeployment,
@@ -105,7 +162,7 @@ impl Deployment {
             updated_at: now,
             required_approvals: 1,
             promoted_from: None,
-            release_notes: None,
+            release_notes: new.release_notes().map(str::to_owned),
         };
         (deployment, event)
     }
@@ -120,24 +177,57 @@ impl Deployment {
             && self.work_refs == new.work_refs()
             && self.risk.as_deref() == new.risk()
             && self.rollback_plan == new.rollback_plan()
+            && self.release_notes.as_deref() == new.release_notes()
     }
 
-    /// Decides an action: the deployment as it is after it, and the one event it appends.
-    /// The event's time never goes before the deployment's last change, so a history
-    /// stays in order even if the system clock steps back.
+    /// [`Deployment::apply_given`] for a deployment nobody has approved yet (every
+    /// deployment that needs one approval and is still pending, for instance).
     pub fn apply(
         &self,
         command: &ActionCommand,
         event_id: Uuid,
         now: Timestamp,
     ) -> Result<(Deployment, DeploymentEvent), Refusal> {
+        self.apply_given(command, &Approvals::default(), event_id, now)
+    }
+
+    /// Whether deciding `action` needs the approvals so far: an approval of a pending
+    /// deployment that needs more than one. (Otherwise `apply` decides alone.)
+    pub fn needs_approvals(&self, action: Action) -> bool {
+        action == Action::Approve
+            && self.status == Status::PendingApproval
+            && self.required_approvals > 1
+    }
+
+    /// Decides an action, given who has approved the deployment so far: the deployment as
+    /// it is after it, and the one event it appends. The status is checked first. An
+    /// approval by someone who is neither the requester nor a previous approver is
+    /// recorded; it moves the deployment to APPROVED once the distinct approvals reach
+    /// `required_approvals`, and until then leaves it PENDING_APPROVAL. The event's time
+    /// never goes before the deployment's last change, so a history stays in order even
+    /// if the system clock steps back.
+    pub fn apply_given(
+        &self,
+        command: &ActionCommand,
+        approvals: &Approvals,
+        event_id: Uuid,
+        now: Timestamp,
+    ) -> Result<(Deployment, DeploymentEvent), Refusal> {
         let action = command.action();
-        let to = action.transition(self.status).ok_or(Refusal::Conflict {
+        let mut to = action.transition(self.status).ok_or(Refusal::Conflict {
             status: self.status,
             action,
         })?;
-        if action == Action::Approve && same_person(command.actor(), &self.requester) {
-            return Err(Refusal::SelfApproval);
+        if action == Action::Approve {
+            if same_person(command.actor(), &self.requester) {
+                return Err(Refusal::SelfApproval);
+            }
+            if approvals.includes(command.actor()) {
+                return Err(Refusal::AlreadyApproved);
+            }
+            if approvals.distinct() + 1 < usize::from(self.required_approvals) {
+                to = self.status;
+            }
         }
         let occurred_at = now.max(self.updated_at);
         let mut next = self.clone();

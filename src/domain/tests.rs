@@ -17,6 +17,7 @@ fn request(environment: &str) -> DeploymentRequest {
         risk: Some("touches invoices".into()),
         rollback_plan: "redeploy v1.2.2".into(),
         idempotency_key: None,
+        release_notes: None,
     }
 }
 
@@ -52,6 +53,8 @@ fn the_transition_table_allows_exactly_the_documented_pairs() {
         (Started, RollBack, RolledBack),
         (Succeeded, RollBack, RolledBack),
         (Failed, RollBack, RolledBack),
+        (PendingApproval, Cancel, Cancelled),
+        (Approved, Cancel, Cancelled),
     ];
     for from in Status::ALL {
         for action in Action::ALL {
@@ -84,9 +87,12 @@ fn every_disallowed_pair_is_a_conflict_naming_status_and_action() {
 }
 
 #[test]
-fn rejected_and_rolled_back_are_terminal_and_nothing_else_is() {
+fn rejected_rolled_back_and_cancelled_are_terminal_and_nothing_else_is() {
     for status in Status::ALL {
-        let expected = matches!(status, Status::Rejected | Status::RolledBack);
+        let expected = matches!(
+            status,
+            Status::Rejected | Status::RolledBack | Status::Cancelled
+        );
         assert_eq!(status.is_terminal(), expected, "{status}");
     }
 }
@@ -125,6 +131,7 @@ fn each_action_appends_an_event_of_its_own_kind() {
         (Action::Succeed, EventKind::Succeeded),
         (Action::Fail, EventKind::Failed),
         (Action::RollBack, EventKind::RolledBack),
+        (Action::Cancel, EventKind::Cancelled),
     ];
     for (action, kind) in table {
         assert_eq!(action.event_kind(), kind);
@@ -208,11 +215,14 @@ fn creation_starts_pending_with_a_created_event_by_the_requester() {
 }
 
 #[test]
-fn notes_are_required_exactly_for_reject_fail_and_rollback() {
+fn notes_are_required_exactly_for_reject_fail_rollback_and_cancel() {
     for action in Action::ALL {
         for note in [None, Some(""), Some("   \n ")] {
             let result = ActionCommand::validate(action, "bob", note);
-            let required = matches!(action, Action::Reject | Action::Fail | Action::RollBack);
+            let required = matches!(
+                action,
+                Action::Reject | Action::Fail | Action::RollBack | Action::Cancel
+            );
             match result {
                 Ok(c) => {
                     assert!(!required, "{action} accepted {note:?}");
@@ -306,6 +316,7 @@ fn creation_reports_every_problem_at_once_with_field_paths() {
         risk: None,
         rollback_plan: "\n".into(),
         idempotency_key: Some(" ".into()),
+        release_notes: Some("n".repeat(10_001)),
     };
     assert_eq!(
         fields(NewDeployment::validate(
@@ -320,7 +331,8 @@ fn creation_reports_every_problem_at_once_with_field_paths() {
             "workRefs[2]",
             "risk",
             "rollbackPlan",
-            "idempotencyKey"
+            "idempotencyKey",
+            "releaseNotes"
         ]
     );
 }
@@ -385,6 +397,7 @@ fn stored_strings_are_the_trimmed_values() {
         risk: Some(" low ".into()),
         rollback_plan: "\n revert \n".into(),
         idempotency_key: Some(" key-1 ".into()),
+        release_notes: None,
     };
     let new = NewDeployment::validate(&r, &ProductionEnvironments::default()).unwrap();
     assert_eq!(
@@ -432,7 +445,7 @@ fn a_retry_is_recognised_by_its_trimmed_content_whatever_its_key() {
     assert!(d.was_requested_by(&NewDeployment::validate(&retry, &prod).unwrap()));
 
     type Edit = fn(&mut DeploymentRequest);
-    let changes: [Edit; 7] = [
+    let changes: [Edit; 8] = [
         |r| r.service = "search".into(),
         |r| r.environment = "qa".into(),
         |r| r.version = "v9".into(),
@@ -440,11 +453,381 @@ fn a_retry_is_recognised_by_its_trimmed_content_whatever_its_key() {
         |r| r.work_refs.push("JIRA-2".into()),
         |r| r.risk = None,
         |r| r.rollback_plan = "pray".into(),
+        |r| r.release_notes = Some("first release".into()),
     ];
     for change in changes {
         let mut other = request("staging");
         change(&mut other);
         let other = NewDeployment::validate(&other, &prod).unwrap();
         assert!(!d.was_requested_by(&other), "{other:?}");
+    }
+}
+
+#[test]
+fn release_notes_are_stored_trimmed_with_blank_as_none_and_bounded() {
+    let prod = ProductionEnvironments::default();
+    let long = "n".repeat(10_000);
+    // given, stored (None: refused, on releaseNotes alone)
+    let table = [
+        (None, Some(None)),
+        (Some(String::new()), Some(None)),
+        (Some(" \n\t ".to_owned()), Some(None)),
+        (
+            Some("  Fixes rounding.\n\n- JIRA-1  ".to_owned()),
+            Some(Some("Fixes rounding.\n\n- JIRA-1")),
+        ),
+        (Some(format!(" {long} ")), Some(Some(long.as_str()))),
+        (Some("n".repeat(10_001)), None),
+    ];
+    for (notes, expected) in table {
+        let mut r = request("staging");
+        r.release_notes = notes.clone();
+        let result = NewDeployment::validate(&r, &prod);
+        match expected {
+            Some(stored) => assert_eq!(result.unwrap().release_notes(), stored, "{notes:?}"),
+            None => assert_eq!(fields(result), vec!["releaseNotes"], "{notes:?}"),
+        }
+    }
+}
+
+#[test]
+fn release_notes_are_kept_on_the_deployment_and_are_part_of_a_retry() {
+    let prod = ProductionEnvironments::default();
+    let mut r = request("staging");
+    r.release_notes = Some(" notes ".into());
+    let new = NewDeployment::validate(&r, &prod).unwrap();
+    let (d, _) = Deployment::create(new.clone(), Uuid::nil(), Uuid::nil(), at(0));
+    assert_eq!(d.release_notes.as_deref(), Some("notes"));
+    assert!(d.was_requested_by(&new));
+
+    r.release_notes = Some("notes".into());
+    assert!(d.was_requested_by(&NewDeployment::validate(&r, &prod).unwrap()));
+    for other in [None, Some("other notes")] {
+        r.release_notes = other.map(str::to_owned);
+        assert!(
+            !d.was_requested_by(&NewDeployment::validate(&r, &prod).unwrap()),
+            "{other:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cancel
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn cancel_withdraws_a_pending_or_approved_deployment_with_its_note() {
+    for from in [Status::PendingApproval, Status::Approved] {
+        let before = deployment_in(from);
+        let (after, event) = before
+            .apply(&command(Action::Cancel, "alice"), Uuid::nil(), at(5))
+            .expect("cancel allowed");
+        assert_eq!(after.status, Status::Cancelled);
+        assert_eq!(event.kind, EventKind::Cancelled);
+        assert_eq!(event.from_status, Some(from));
+        assert_eq!(event.to_status, Status::Cancelled);
+        assert_eq!(event.note.as_deref(), Some("because"));
+        assert_eq!(
+            (after.reviewed_by, after.reviewed_at),
+            (before.reviewed_by, before.reviewed_at)
+        );
+    }
+}
+
+#[test]
+fn nothing_at_all_is_allowed_after_a_cancel() {
+    let d = deployment_in(Status::Cancelled);
+    for action in Action::ALL {
+        assert_eq!(
+            d.apply(&command(action, "bob"), Uuid::nil(), at(1))
+                .unwrap_err(),
+            Refusal::Conflict {
+                status: Status::Cancelled,
+                action
+            },
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn cancel_is_a_conflict_from_every_status_but_pending_and_approved() {
+    for from in Status::ALL {
+        let result = deployment_in(from).apply(&command(Action::Cancel, "bob"), Uuid::nil(), at(1));
+        if matches!(from, Status::PendingApproval | Status::Approved) {
+            assert!(result.is_ok(), "{from}");
+        } else {
+            assert_eq!(
+                result.unwrap_err(),
+                Refusal::Conflict {
+                    status: from,
+                    action: Action::Cancel
+                },
+                "{from}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Approval rules
+// ---------------------------------------------------------------------------------------
+
+fn needing(required: u8) -> Deployment {
+    let mut d = deployment_in(Status::PendingApproval);
+    d.required_approvals = required;
+    d
+}
+
+/// Approves `d` with each reviewer in turn, each seeing the approvals before it, as the
+/// store does; returns the deployment and the events.
+fn approve_all(mut d: Deployment, reviewers: &[&str]) -> (Deployment, Vec<DeploymentEvent>) {
+    let mut events = Vec::new();
+    for (i, reviewer) in reviewers.iter().enumerate() {
+        let approvals = Approvals::new(events.iter().map(|e: &DeploymentEvent| e.actor.clone()));
+        let (next, event) = d
+            .apply_given(
+                &command(Action::Approve, reviewer),
+                &approvals,
+                Uuid::nil(),
+                at(i as i64 + 1),
+            )
+            .unwrap_or_else(|r| panic!("approval {i} by {reviewer}: {r}"));
+        d = next;
+        events.push(event);
+    }
+    (d, events)
+}
+
+#[test]
+fn approvals_keep_the_deployment_pending_until_the_required_count_is_reached() {
+    use Status::*;
+    type Row<'a> = (u8, &'a [&'a str], &'a [(Status, Status)]);
+    // required, reviewers, the (from, to) of each approval event
+    let table: [Row; 6] = [
+        (1, &["bob"], &[(PendingApproval, Approved)]),
+        (2, &["bob"], &[(PendingApproval, PendingApproval)]),
+        (
+            2,
+            &["bob", "carol"],
+            &[
+                (PendingApproval, PendingApproval),
+                (PendingApproval, Approved),
+            ],
+        ),
+        (
+            3,
+            &["bob", "carol"],
+            &[(PendingApproval, PendingApproval); 2],
+        ),
+        (
+            3,
+            &["bob", "carol", "dave"],
+            &[
+                (PendingApproval, PendingApproval),
+                (PendingApproval, PendingApproval),
+                (PendingApproval, Approved),
+            ],
+        ),
+        (
+            10,
+            &["b", "c", "d"],
+            &[(PendingApproval, PendingApproval); 3],
+        ),
+    ];
+    for (required, reviewers, expected) in table {
+        let (d, events) = approve_all(needing(required), reviewers);
+        let got: Vec<(Status, Status)> = events
+            .iter()
+            .map(|e| (e.from_status.expect("from"), e.to_status))
+            .collect();
+        assert_eq!(
+            got, expected,
+            "{required} required, approved by {reviewers:?}"
+        );
+        assert!(events.iter().all(|e| e.kind == EventKind::Approved));
+        assert_eq!(
+            d.status,
+            expected.last().unwrap().1,
+            "{required} required, {reviewers:?}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(d.reviewed_by.as_deref(), Some(last.actor.as_str()));
+        assert_eq!(d.reviewed_at, Some(last.occurred_at));
+        assert_eq!(d.updated_at, last.occurred_at);
+    }
+}
+
+#[test]
+fn an_approval_after_the_count_is_reached_is_a_conflict() {
+    for required in [1, 2, 3] {
+        let reviewers = ["bob", "carol", "dave"];
+        let (d, events) = approve_all(needing(required), &reviewers[..required as usize]);
+        assert_eq!(d.status, Status::Approved);
+        let approvals = Approvals::new(events.iter().map(|e| e.actor.clone()));
+        assert_eq!(
+            d.apply_given(
+                &command(Action::Approve, "erin"),
+                &approvals,
+                Uuid::nil(),
+                at(9)
+            )
+            .unwrap_err(),
+            Refusal::Conflict {
+                status: Status::Approved,
+                action: Action::Approve
+            },
+            "{required} required"
+        );
+    }
+}
+
+#[test]
+fn the_same_reviewer_cannot_approve_twice_whatever_the_case_or_spacing() {
+    for required in [2, 3] {
+        let (d, _) = approve_all(needing(required), &["Bob"]);
+        let approvals = Approvals::new(["Bob"]);
+        for again in ["Bob", "bob", " BOB ", "\tbOb\n"] {
+            assert_eq!(
+                d.apply_given(
+                    &command(Action::Approve, again),
+                    &approvals,
+                    Uuid::nil(),
+                    at(5)
+                )
+                .unwrap_err(),
+                Refusal::AlreadyApproved,
+                "{again:?} with {required} required"
+            );
+        }
+        assert!(d
+            .apply_given(
+                &command(Action::Approve, "bobby"),
+                &approvals,
+                Uuid::nil(),
+                at(5)
+            )
+            .is_ok());
+    }
+}
+
+#[test]
+fn the_requester_cannot_approve_even_when_several_approvals_are_needed() {
+    for required in [1, 2, 3] {
+        for (prior, actor) in [(&[][..], "alice"), (&["bob"][..], " ALICE ")] {
+            let d = needing(required);
+            let approvals = Approvals::new(prior.iter().copied());
+            assert_eq!(
+                d.apply_given(
+                    &command(Action::Approve, actor),
+                    &approvals,
+                    Uuid::nil(),
+                    at(1)
+                )
+                .unwrap_err(),
+                Refusal::SelfApproval,
+                "{required} required, after {prior:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_status_is_checked_before_who_approves() {
+    for from in Status::ALL
+        .into_iter()
+        .filter(|s| *s != Status::PendingApproval)
+    {
+        let mut d = needing(2);
+        d.status = from;
+        for actor in ["alice", "bob"] {
+            assert_eq!(
+                d.apply_given(
+                    &command(Action::Approve, actor),
+                    &Approvals::new(["bob"]),
+                    Uuid::nil(),
+                    at(1)
+                )
+                .unwrap_err(),
+                Refusal::Conflict {
+                    status: from,
+                    action: Action::Approve
+                },
+                "{actor} from {from}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reject_and_cancel_work_after_a_partial_approval_and_reject_becomes_the_latest_review() {
+    let (partly, _) = approve_all(needing(3), &["bob", "carol"]);
+    assert_eq!(partly.status, Status::PendingApproval);
+    let approvals = Approvals::new(["bob", "carol"]);
+    let (rejected, event) = partly
+        .apply_given(
+            &command(Action::Reject, "dave"),
+            &approvals,
+            Uuid::nil(),
+            at(10),
+        )
+        .expect("reject after partial approvals");
+    assert_eq!(rejected.status, Status::Rejected);
+    assert_eq!(event.from_status, Some(Status::PendingApproval));
+    assert_eq!(rejected.reviewed_by.as_deref(), Some("dave"));
+    assert_eq!(rejected.reviewed_at, Some(at(10)));
+    // A reviewer who approved may still reject, and the requester too.
+    for actor in ["bob", "alice"] {
+        assert!(partly
+            .apply_given(
+                &command(Action::Reject, actor),
+                &approvals,
+                Uuid::nil(),
+                at(10)
+            )
+            .is_ok());
+    }
+    let (cancelled, _) = partly
+        .apply_given(
+            &command(Action::Cancel, "alice"),
+            &approvals,
+            Uuid::nil(),
+            at(10),
+        )
+        .expect("cancel after partial approvals");
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(cancelled.reviewed_by.as_deref(), Some("carol"));
+}
+
+#[test]
+fn approvals_count_distinct_people_trimmed_and_case_insensitively() {
+    let table: [(&[&str], usize); 5] = [
+        (&[], 0),
+        (&["bob"], 1),
+        (&["bob", "carol"], 2),
+        (&["bob", " BOB ", "Carol"], 2),
+        (&["b", "c", "d"], 3),
+    ];
+    for (approvers, distinct) in table {
+        let approvals = Approvals::new(approvers.iter().copied());
+        assert_eq!(approvals.distinct(), distinct, "{approvers:?}");
+    }
+    assert!(Approvals::new(["Bob"]).includes(" bob\t"));
+    assert!(!Approvals::new(["Bob"]).includes("bobby"));
+}
+
+#[test]
+fn with_one_required_approval_the_approvals_are_never_read() {
+    for status in Status::ALL {
+        for action in Action::ALL {
+            let mut d = deployment_in(status);
+            assert!(!d.needs_approvals(action), "{action} from {status}");
+            d.required_approvals = 2;
+            assert_eq!(
+                d.needs_approvals(action),
+                action == Action::Approve && status == Status::PendingApproval,
+                "{action} from {status} with 2 required"
+            );
+        }
     }
 }

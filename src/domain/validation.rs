@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::environment::Tier;
 use super::lifecycle::Action;
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -11,6 +12,9 @@ pub const MAX_WORK_REFS: usize = 50;
 pub const MAX_WORK_REF_CHARS: usize = 500;
 pub const MAX_TEXT_CHARS: usize = 10_000;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
+/// The problem with `risk` when a production environment's deployment leaves it out.
+pub(super) const RISK_REQUIRED: &str = "is required for a production environment";
 
 /// One problem with one input field. `field` is a path relative to the input object,
 /// such as `risk` or `workRefs[2]`; the API edge prefixes it with the argument name.
@@ -39,17 +43,17 @@ impl fmt::Display for ValidationErrors {
 
 /// Collects field problems while a whole input is checked.
 #[derive(Default)]
-struct Problems(Vec<FieldError>);
+pub(super) struct Problems(Vec<FieldError>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
 
-    fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
+    pub(super) fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
         if self.0.is_empty() {
             Ok(value)
         } else {
@@ -58,7 +62,7 @@ impl Problems {
     }
 
     /// A required one-line value: trimmed, 1..=max characters, no control characters.
-    fn line(&mut self, field: &str, raw: &str, max: usize) -> String {
+    pub(super) fn line(&mut self, field: &str, raw: &str, max: usize) -> String {
         let value = raw.trim();
         if value.is_empty() {
             self.add(field, "must not be blank");
@@ -132,6 +136,7 @@ pub struct DeploymentRequest {
     pub rollback_plan: String,
     /// Chosen by the client so that a retried request creates nothing new.
     pub idempotency_key: Option<String>,
+    pub release_notes: Option<String>,
 }
 
 /// A deployment request that passed every creation rule; its strings are trimmed.
@@ -146,13 +151,22 @@ pub struct NewDeployment {
     risk: Option<String>,
     rollback_plan: String,
     idempotency_key: Option<String>,
+    release_notes: Option<String>,
 }
 
 impl NewDeployment {
+    /// Validates a request for an environment not configured yet: its tier is the one
+    /// the naming rule gives it.
     pub fn validate(
         request: &DeploymentRequest,
         production: &ProductionEnvironments,
     ) -> Result<Self, ValidationErrors> {
+        Self::validate_in(request, Tier::of_name(&request.environment, production))
+    }
+
+    /// Validates a request for an environment of tier `tier` (which decides whether the
+    /// risk is required).
+    pub fn validate_in(request: &DeploymentRequest, tier: Tier) -> Result<Self, ValidationErrors> {
         let mut p = Problems::default();
         let service = p.line("service", &request.service, MAX_NAME_CHARS);
         let environment = p.line("environment", &request.environment, MAX_NAME_CHARS);
@@ -176,8 +190,8 @@ impl NewDeployment {
             .collect();
 
         let risk = p.text("risk", request.risk.as_deref(), MAX_TEXT_CHARS);
-        if risk.is_none() && production.contains(&environment) {
-            p.add("risk", "is required for a production environment");
+        if risk.is_none() && tier.requires_risk() {
+            p.add("risk", RISK_REQUIRED);
         }
         let rollback_plan = p.text(
             "rollbackPlan",
@@ -192,6 +206,11 @@ impl NewDeployment {
             .idempotency_key
             .as_deref()
             .map(|key| p.line("idempotencyKey", key, MAX_IDEMPOTENCY_KEY_CHARS));
+        let release_notes = p.text(
+            "releaseNotes",
+            request.release_notes.as_deref(),
+            MAX_TEXT_CHARS,
+        );
 
         p.finish(NewDeployment {
             idempotency_key,
@@ -202,6 +221,7 @@ impl NewDeployment {
             work_refs,
             risk,
             rollback_plan: rollback_plan.unwrap_or_default(),
+            release_notes,
         })
     }
 
@@ -228,6 +248,9 @@ impl NewDeployment {
     }
     pub fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
+    }
+    pub fn release_notes(&self) -> Option<&str> {
+        self.release_notes.as_deref()
     }
 }
 

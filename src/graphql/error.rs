@@ -21,7 +21,8 @@ pub enum ApiError {
         status: Option<Status>,
         action: &'static str,
     },
-    /// The actor may not do this (a requester approving their own deployment).
+    /// The actor may not do this (a requester approving their own deployment, a reviewer
+    /// approving twice).
     Forbidden {
         message: String,
         reason: &'static str,
@@ -69,6 +70,8 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound(id) => ApiError::NotFound { id: id.to_string() },
+            // Only creation refuses input inside the store; its argument is `input`.
+            StoreError::Invalid(errors) => ApiError::invalid("input", errors),
             StoreError::Refused(refusal @ Refusal::Conflict { status, action }) => {
                 ApiError::Conflict {
                     message: refusal.to_string(),
@@ -79,6 +82,10 @@ impl From<StoreError> for ApiError {
             StoreError::Refused(refusal @ Refusal::SelfApproval) => ApiError::Forbidden {
                 message: refusal.to_string(),
                 reason: "SELF_APPROVAL",
+            },
+            StoreError::Refused(refusal @ Refusal::AlreadyApproved) => ApiError::Forbidden {
+                message: refusal.to_string(),
+                reason: "ALREADY_APPROVED",
             },
             err @ StoreError::IdempotencyConflict { .. } => ApiError::Conflict {
                 message: format!("{err}; retry with the same input, or use a new key"),

@@ -2,12 +2,15 @@ use async_graphql::{Context, Object, ID};
 
 use super::error::ApiError;
 use super::types::{
-    parse_id, ApproveDeploymentInput, CreateDeploymentInput, DeploymentPayload,
-    FailDeploymentInput, RejectDeploymentInput, RollBackDeploymentInput, StartDeploymentInput,
-    SucceedDeploymentInput,
+    parse_id, ApproveDeploymentInput, CancelDeploymentInput, CreateDeploymentInput,
+    DeploymentPayload, FailDeploymentInput, RejectDeploymentInput, RollBackDeploymentInput,
+    StartDeploymentInput, SucceedDeploymentInput,
 };
+use super::types::{ConfigureEnvironmentInput, EnvironmentObject};
 use super::{production, store};
-use crate::domain::{Action, ActionCommand, DeploymentRequest, NewDeployment};
+use crate::domain::{
+    Action, ActionCommand, DeploymentRequest, EnvironmentConfig, NewDeployment, Tier,
+};
 
 pub struct Mutation;
 
@@ -27,10 +30,19 @@ impl Mutation {
             risk: input.risk,
             rollback_plan: input.rollback_plan,
             idempotency_key: input.idempotency_key,
+            release_notes: input.release_notes,
         };
-        let new = NewDeployment::validate(&request, production(ctx)?)
+        let store = store(ctx)?;
+        // The environment's tier decides whether the risk is required: its configured
+        // tier, or for a new environment the naming rule's. (The store checks again
+        // against the environment as it is inside the creation's transaction.)
+        let tier = match store.environment(&request.environment).await? {
+            Some(environment) => environment.tier,
+            None => Tier::of_name(&request.environment, production(ctx)?),
+        };
+        let new = NewDeployment::validate_in(&request, tier)
             .map_err(|e| ApiError::invalid("input", e))?;
-        Ok(store(ctx)?.create(new).await?.into())
+        Ok(store.create(new).await?.into())
     }
 
     async fn approve_deployment(
@@ -114,6 +126,34 @@ impl Mutation {
             Some(&input.note),
         )
         .await
+    }
+
+    async fn cancel_deployment(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelDeploymentInput,
+    ) -> Result<DeploymentPayload, ApiError> {
+        act(
+            ctx,
+            Action::Cancel,
+            input.id,
+            &input.actor,
+            Some(&input.note),
+        )
+        .await
+    }
+
+    /// Registers the environment if it is new, then applies the given settings.
+    async fn configure_environment(
+        &self,
+        ctx: &Context<'_>,
+        input: ConfigureEnvironmentInput,
+    ) -> Result<EnvironmentObject, ApiError> {
+        let config = EnvironmentConfig::validate(&input.into())
+            .map_err(|e| ApiError::invalid("input", e))?;
+        Ok(EnvironmentObject(
+            store(ctx)?.configure_environment(config).await?,
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 use async_graphql::{Context, Object, ID};
 
 use super::error::ApiError;
+use super::types::EnvironmentObject;
 use super::types::{
     parse_id, DeploymentConnection, DeploymentEventConnection, DeploymentEventFilter,
     DeploymentFilter, DeploymentObject, EventObject, Node,
@@ -14,7 +15,7 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// A deployment or an event by its id; null when nothing has it.
+    /// A deployment, an event or an environment by its id; null when nothing has it.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>, ApiError> {
         let id = match parse_id("id", &id) {
             Ok(id) => id,
@@ -24,10 +25,32 @@ impl Query {
         if let Some(d) = store.deployment(id).await? {
             return Ok(Some(Node::Deployment(DeploymentObject::new(d))));
         }
+        if let Some(e) = store.event(id).await? {
+            return Ok(Some(Node::DeploymentEvent(EventObject::new(e))));
+        }
         Ok(store
-            .event(id)
+            .environment_by_id(id)
             .await?
-            .map(|e| Node::DeploymentEvent(EventObject::new(e))))
+            .map(|e| Node::Environment(EnvironmentObject(e))))
+    }
+
+    /// Every known environment, in release-train order.
+    async fn environments(&self, ctx: &Context<'_>) -> Result<Vec<EnvironmentObject>, ApiError> {
+        Ok(store(ctx)?
+            .environments()
+            .await?
+            .into_iter()
+            .map(EnvironmentObject)
+            .collect())
+    }
+
+    /// Null (no error) when no environment has this name.
+    async fn environment(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> Result<Option<EnvironmentObject>, ApiError> {
+        Ok(store(ctx)?.environment(&name).await?.map(EnvironmentObject))
     }
 
     /// Null plus a NOT_FOUND error when no deployment has this id.
@@ -69,13 +92,16 @@ impl Query {
         let page = store.deployment_page(&filter, first, after).await?;
         // When the document asks for the page's events, load them all in one statement
         // now rather than leave it to per-row resolvers.
+        // (`approvals` are some of the events.)
         let look_ahead = ctx.look_ahead();
-        let wants_events = look_ahead
-            .field("edges")
-            .field("node")
-            .field("events")
-            .exists()
-            || look_ahead.field("nodes").field("events").exists();
+        let wants_events = ["events", "approvals"].into_iter().any(|field| {
+            look_ahead
+                .field("edges")
+                .field("node")
+                .field(field)
+                .exists()
+                || look_ahead.field("nodes").field(field).exists()
+        });
         let events = if wants_events && !page.items.is_empty() {
             let ids: Vec<_> = page.items.iter().map(|d| d.id).collect();
             Some(store.events_of(&ids).await?)

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
-    Context, Enum, InputObject, InputValueError, InputValueResult, Interface, Object, Scalar,
-    ScalarType, SimpleObject, Value, ID,
+    Context, Enum, InputObject, InputValueError, InputValueResult, Interface, MaybeUndefined,
+    Object, Scalar, ScalarType, SimpleObject, Value, ID,
 };
 use chrono::SecondsFormat;
 use uuid::Uuid;
@@ -49,6 +49,8 @@ pub enum DeploymentStatus {
     Succeeded,
     Failed,
     RolledBack,
+    /// Withdrawn before it started (from PENDING_APPROVAL or APPROVED). Terminal.
+    Cancelled,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -61,6 +63,7 @@ pub enum DeploymentEventKind {
     Succeeded,
     Failed,
     RolledBack,
+    Cancelled,
 }
 
 /// Relay global object identification.
@@ -69,6 +72,7 @@ pub enum DeploymentEventKind {
 pub enum Node {
     Deployment(DeploymentObject),
     DeploymentEvent(EventObject),
+    Environment(EnvironmentObject),
 }
 
 /// Reads a client-given id (argument `field`): a UUID, in any case.
@@ -148,6 +152,31 @@ impl DeploymentObject {
     }
     /// The full history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
+        self.events_where(ctx, |_| true).await
+    }
+    /// Distinct approvals needed: its environment's requiredApprovals when this deployment was created.
+    async fn required_approvals(&self) -> i32 {
+        i32::from(self.deployment.required_approvals)
+    }
+    /// The APPROVED events so far, oldest first.
+    async fn approvals(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
+        self.events_where(ctx, |e| e.event.kind == domain::EventKind::Approved)
+            .await
+    }
+    /// Stored trimmed, up to 10,000 characters; null when none was given.
+    async fn release_notes(&self) -> Option<&str> {
+        self.deployment.release_notes.as_deref()
+    }
+}
+
+impl DeploymentObject {
+    /// Its events that pass `keep`, oldest first: those loaded with its siblings', or
+    /// else through the loader (one statement for all the deployments that ask at once).
+    async fn events_where(
+        &self,
+        ctx: &Context<'_>,
+        keep: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<Vec<EventObject>, ApiError> {
         let events = match &self.events {
             Some(events) => events.clone(),
             None => ctx
@@ -160,6 +189,7 @@ impl DeploymentObject {
         // Each event's deployment is this one: no need to load it again.
         Ok(events
             .iter()
+            .filter(|e| keep(e))
             .map(|e| EventObject::of(e.clone(), Some(self.deployment.clone())))
             .collect())
     }
@@ -416,6 +446,8 @@ pub struct CreateDeploymentInput {
     pub rollback_plan: String,
     /// Retrying with the same key and the same input returns the original deployment; same key, other input: CONFLICT.
     pub idempotency_key: Option<String>,
+    /// Stored trimmed, up to 10,000 characters; blank is none.
+    pub release_notes: Option<String>,
 }
 
 macro_rules! action_input {
@@ -435,6 +467,7 @@ action_input!(StartDeploymentInput, Option<String>);
 action_input!(SucceedDeploymentInput, Option<String>);
 action_input!(FailDeploymentInput, String);
 action_input!(RollBackDeploymentInput, String);
+action_input!(CancelDeploymentInput, String);
 
 /// The deployment after the action, and the one event the action appended.
 #[derive(SimpleObject)]
@@ -448,6 +481,90 @@ impl From<store::Written> for DeploymentPayload {
         Self {
             deployment: DeploymentObject::new(w.deployment),
             event: EventObject::new(w.event),
+        }
+    }
+}
+
+/// Tiers as GitLab names them. PRODUCTION makes risk required.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "EnvironmentTier", remote = "domain::Tier")]
+pub enum EnvironmentTier {
+    Development,
+    Testing,
+    Staging,
+    Production,
+    Other,
+}
+
+/// A place deployments go. Registered on first use, configured with configureEnvironment.
+pub struct EnvironmentObject(pub domain::Environment);
+
+/// A place deployments go. Registered on first use, configured with configureEnvironment.
+#[Object(name = "Environment")]
+impl EnvironmentObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Release-train order: lower first; ties by name.
+    async fn position(&self) -> i32 {
+        self.0.position
+    }
+    async fn tier(&self) -> EnvironmentTier {
+        self.0.tier.into()
+    }
+    /// Deployments here must state their risk (tier PRODUCTION).
+    async fn requires_risk(&self) -> bool {
+        self.0.requires_risk()
+    }
+    /// Distinct reviewers, none of them the requester, needed to approve a deployment created here. 1 to 10; default 1.
+    async fn required_approvals(&self) -> i32 {
+        i32::from(self.0.required_approvals)
+    }
+    /// A deployment STARTED here with no outcome this many seconds later is failed by the server. Null: never.
+    async fn start_timeout_seconds(&self) -> Option<i32> {
+        self.0
+            .start_timeout_seconds
+            .map(|s| i32::try_from(s).unwrap_or(i32::MAX))
+    }
+    /// Who last configured it; null while it has only been registered by use.
+    async fn updated_by(&self) -> Option<&str> {
+        self.0.updated_by.as_deref()
+    }
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+}
+
+/// Absent fields are left as they are; an explicit null clears startTimeoutSeconds.
+#[derive(InputObject)]
+pub struct ConfigureEnvironmentInput {
+    pub name: String,
+    pub actor: String,
+    pub position: MaybeUndefined<i32>,
+    pub tier: MaybeUndefined<EnvironmentTier>,
+    pub required_approvals: MaybeUndefined<i32>,
+    pub start_timeout_seconds: MaybeUndefined<i32>,
+}
+
+impl From<ConfigureEnvironmentInput> for domain::EnvironmentRequest {
+    fn from(input: ConfigureEnvironmentInput) -> Self {
+        fn setting<A, B: From<A>>(value: MaybeUndefined<A>) -> domain::Setting<B> {
+            match value {
+                MaybeUndefined::Undefined => domain::Setting::Absent,
+                MaybeUndefined::Null => domain::Setting::Null,
+                MaybeUndefined::Value(v) => domain::Setting::Value(v.into()),
+            }
+        }
+        domain::EnvironmentRequest {
+            name: input.name,
+            actor: input.actor,
+            position: setting(input.position),
+            tier: setting(input.tier),
+            required_approvals: setting(input.required_approvals),
+            start_timeout_seconds: setting(input.start_timeout_seconds),
         }
     }
 }

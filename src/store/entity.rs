@@ -84,3 +84,28 @@ pub mod event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod environment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "environments")]
+    pub struct Model {
+        /// Trimmed; compared exactly.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        /// UUIDv7, for `node(id)`; unique.
+        pub id: String,
+        pub position: i32,
+        pub tier: String,
+        pub required_approvals: i32,
+        pub start_timeout_seconds: Option<i32>,
+        pub updated_by: Option<String>,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -9,6 +9,7 @@
 //! SQLITE_BUSY, and lets the writer commit them in groups.
 
 mod entity;
+mod environments;
 mod rows;
 mod writer;
 
@@ -31,8 +32,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{
-    ActionCommand, Deployment, DeploymentEvent, EventKind, NewDeployment, Refusal, Status,
-    Timestamp,
+    ActionCommand, Deployment, DeploymentEvent, EventKind, NewDeployment, ProductionEnvironments,
+    Refusal, Status, Timestamp, ValidationErrors,
 };
 use entity::{deployment, event};
 
@@ -49,6 +50,9 @@ pub struct StoreConfig {
     /// subscriber that falls further behind catches up from the database instead (see
     /// `follow`), so this bounds memory, not correctness.
     pub live_buffer: usize,
+    /// The production set of the naming rule: environments registered by use whose
+    /// names are in it get tier PRODUCTION.
+    pub production: ProductionEnvironments,
 }
 
 impl StoreConfig {
@@ -58,6 +62,7 @@ impl StoreConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             live_buffer: 1024,
+            production: ProductionEnvironments::default(),
         }
     }
 }
@@ -78,6 +83,10 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the store is closed")]
     Closed,
+    /// The input breaks a rule that depends on what is stored (a risk the environment's
+    /// tier requires), found inside the write transaction.
+    #[error(transparent)]
+    Invalid(ValidationErrors),
 }
 
 /// An event with its place in the global commit order.
@@ -178,6 +187,7 @@ impl Store {
             .await?;
         let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write_pool);
         Migrator::up(&write, None).await?;
+        environments::register_existing(&write, &config.production).await?;
 
         let read_pool = SqlitePoolOptions::new()
             .max_connections(Ord::max(config.readers, 1))
@@ -190,7 +200,11 @@ impl Store {
             counter.fetch_add(1, Ordering::Relaxed);
         });
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
-        let writes = writer::spawn(write.clone(), hub.clone());
+        let writes = writer::spawn(
+            write.clone(),
+            hub.clone(),
+            Arc::new(config.production.clone()),
+        );
         Ok(Self {
             read,
             write,
@@ -247,7 +261,10 @@ impl Store {
     async fn submit(&self, write: writer::Write) -> Result<Written, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.writes
-            .send(writer::Job { write, reply })
+            .send(writer::Job {
+                write,
+                reply: reply.into(),
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?

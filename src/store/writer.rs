@@ -16,14 +16,18 @@ use std::sync::Arc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::entity::{deployment, event};
+use super::environments;
 use super::{immediate, now, rows, StoreError, StoredEvent, Written};
-use crate::domain::{ActionCommand, Deployment, NewDeployment, Refusal};
+use crate::domain::{
+    ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind, NewDeployment,
+    ProductionEnvironments, Refusal,
+};
 use crate::metrics;
 
 /// Most writes committed together. Bounds the latency a write adds to its group.
@@ -34,11 +38,61 @@ const QUEUE: usize = 1024;
 pub(super) enum Write {
     Create(NewDeployment),
     Transition(Uuid, ActionCommand),
+    ConfigureEnvironment(EnvironmentConfig),
 }
 
 pub(super) struct Job {
     pub write: Write,
-    pub reply: oneshot::Sender<Result<Written, StoreError>>,
+    pub reply: Reply,
+}
+
+/// Where a write's outcome goes: a deployment write answers what it wrote, a
+/// configuration the environment as it now is.
+pub(super) enum Reply {
+    Written(oneshot::Sender<Result<Written, StoreError>>),
+    Environment(oneshot::Sender<Result<Environment, StoreError>>),
+}
+
+impl Reply {
+    fn send(self, answer: Result<Outcome, StoreError>) {
+        let mismatch = || StoreError::Corrupt("a write answered with the wrong outcome".into());
+        // An error only means that the caller went away.
+        match self {
+            Reply::Written(tx) => {
+                let _ = tx.send(answer.and_then(|outcome| match outcome {
+                    Outcome::Deployment(done) => Ok(done.written),
+                    Outcome::Environment(_) => Err(mismatch()),
+                }));
+            }
+            Reply::Environment(tx) => {
+                let _ = tx.send(answer.and_then(|outcome| match outcome {
+                    Outcome::Environment(environment) => Ok(environment),
+                    Outcome::Deployment(_) => Err(mismatch()),
+                }));
+            }
+        }
+    }
+}
+
+impl From<oneshot::Sender<Result<Written, StoreError>>> for Reply {
+    fn from(tx: oneshot::Sender<Result<Written, StoreError>>) -> Self {
+        Reply::Written(tx)
+    }
+}
+
+/// What one write produced: a deployment write's `Done`, or a configured environment.
+/// Outcomes live only until their group is answered; boxing the larger one would cost
+/// every deployment write an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    Deployment(Done),
+    Environment(Environment),
+}
+
+impl From<Done> for Outcome {
+    fn from(done: Done) -> Self {
+        Outcome::Deployment(done)
+    }
 }
 
 /// What one write did: `fresh` is false for an idempotent retry, which wrote nothing.
@@ -50,6 +104,7 @@ struct Done {
 pub(super) fn spawn(
     db: DatabaseConnection,
     hub: broadcast::Sender<Arc<StoredEvent>>,
+    production: Arc<ProductionEnvironments>,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     tokio::spawn(async move {
@@ -60,7 +115,7 @@ pub(super) fn spawn(
         // Ends when every `Store` clone is gone.
         while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
             queued.set(rx.len());
-            commit_group(&db, &hub, std::mem::take(&mut group)).await;
+            commit_group(&db, &hub, &production, std::mem::take(&mut group)).await;
             queued.set(rx.len());
         }
     });
@@ -70,16 +125,24 @@ pub(super) fn spawn(
 async fn commit_group(
     db: &DatabaseConnection,
     hub: &broadcast::Sender<Arc<StoredEvent>>,
+    production: &ProductionEnvironments,
     group: Vec<Job>,
 ) {
-    let mut outcomes: Vec<Result<Done, StoreError>> = Vec::with_capacity(group.len());
+    let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
     let committed = async {
         let txn = db.begin_with_options(immediate()).await?;
         for job in &group {
             let savepoint = txn.begin().await?;
             let outcome = match &job.write {
-                Write::Create(new) => create(&savepoint, new).await,
-                Write::Transition(id, command) => transition(&savepoint, *id, command).await,
+                Write::Create(new) => create(&savepoint, new, production).await.map(Outcome::from),
+                Write::Transition(id, command) => transition(&savepoint, *id, command)
+                    .await
+                    .map(Outcome::from),
+                Write::ConfigureEnvironment(config) => {
+                    environments::configure(&savepoint, config, production)
+                        .await
+                        .map(Outcome::Environment)
+                }
             };
             match &outcome {
                 Ok(_) => savepoint.commit().await?,
@@ -97,14 +160,13 @@ async fn commit_group(
     match committed {
         Ok(()) => {
             for (job, outcome) in group.into_iter().zip(outcomes) {
-                let answer = outcome.map(|done| {
+                if let Ok(Outcome::Deployment(done)) = &outcome {
                     if done.fresh {
                         // An error only means that nobody is subscribed right now.
                         let _ = hub.send(Arc::new(done.written.event.clone()));
                     }
-                    done.written
-                });
-                let _ = job.reply.send(answer);
+                }
+                job.reply.send(outcome);
             }
         }
         Err(err) => {
@@ -117,13 +179,14 @@ async fn commit_group(
                     Some(Err(
                         refused @ (StoreError::Refused(_)
                         | StoreError::NotFound(_)
+                        | StoreError::Invalid(_)
                         | StoreError::IdempotencyConflict { .. }),
                     )) => Err(refused),
                     _ => Err(StoreError::Database(DbErr::Custom(format!(
                         "the write group was not committed: {err}"
                     )))),
                 };
-                let _ = job.reply.send(answer);
+                job.reply.send(answer);
             }
         }
     }
@@ -132,7 +195,14 @@ async fn commit_group(
 /// Records a new deployment and its CREATED event. With an idempotency key used before:
 /// the same request gets the original deployment (as it is now) and its CREATED event,
 /// and nothing is written; another request gets `IdempotencyConflict`.
-async fn create(txn: &impl ConnectionTrait, new: &NewDeployment) -> Result<Done, StoreError> {
+///
+/// The environment is registered by use if it is new; its tier decides whether the risk
+/// is required, and its `required_approvals` is kept on the deployment.
+async fn create(
+    txn: &impl ConnectionTrait,
+    new: &NewDeployment,
+    production: &ProductionEnvironments,
+) -> Result<Done, StoreError> {
     let key = new.idempotency_key().map(str::to_owned);
     if let Some(key) = key.as_deref() {
         if let Some(original) = created_with_key(txn, key).await? {
@@ -147,8 +217,15 @@ async fn create(txn: &impl ConnectionTrait, new: &NewDeployment) -> Result<Done,
             });
         }
     }
-    let (deployment, event) =
-        Deployment::create(new.clone(), Uuid::now_v7(), Uuid::now_v7(), now());
+    let environment = environments::registered(txn, new.environment(), production).await?;
+    let (deployment, event) = Deployment::create_in(
+        new.clone(),
+        &environment,
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        now(),
+    )
+    .map_err(StoreError::Invalid)?;
     deployment::Entity::insert(rows::deployment_row(&deployment, key)?)
         .exec_without_returning(txn)
         .await?;
@@ -190,6 +267,21 @@ async fn created_with_key(
     }))
 }
 
+/// Who has approved the deployment so far: the actors of its APPROVED events, read
+/// inside the write transaction so that concurrent approvals are counted one by one.
+async fn approvals_of(txn: &impl ConnectionTrait, id: Uuid) -> Result<Approvals, StoreError> {
+    let actors: Vec<String> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Actor)
+        .filter(event::Column::DeploymentId.eq(id.to_string()))
+        .filter(event::Column::Kind.eq(EventKind::Approved.as_str()))
+        .order_by_asc(event::Column::Seq)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(Approvals::new(actors))
+}
+
 /// Reads the deployment, lets the domain decide, compare-and-sets the status and appends
 /// the event. The read is inside the write transaction, so nothing changes in between.
 async fn transition(
@@ -202,7 +294,12 @@ async fn transition(
         .await?
         .ok_or(StoreError::NotFound(id))?;
     let current = rows::deployment(row)?;
-    let (next, event) = current.apply(command, Uuid::now_v7(), now())?;
+    let approvals = if current.needs_approvals(command.action()) {
+        approvals_of(txn, id).await?
+    } else {
+        Approvals::default()
+    };
+    let (next, event) = current.apply_given(command, &approvals, Uuid::now_v7(), now())?;
 
     let updated = deployment::Entity::update_many()
         .col_expr(

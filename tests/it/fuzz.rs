@@ -219,6 +219,7 @@ fn corpus() -> Vec<String> {
         "succeedDeployment",
         "failDeployment",
         "rollBackDeployment",
+        "cancelDeployment",
     ] {
         docs.push(action(mutation));
     }

@@ -35,6 +35,15 @@ impl TestDb {
             .expect("open the store")
     }
 
+    /// The store, with `production` as the production set of the naming rule.
+    pub async fn open_with(&self, production: &[&str]) -> Store {
+        let config = StoreConfig {
+            production: ProductionEnvironments::new(production),
+            ..StoreConfig::new(self.path().to_string_lossy())
+        };
+        Store::open(&config).await.expect("open the store")
+    }
+
     /// A schema over this database, to run documents without HTTP.
     pub async fn schema(&self) -> (ShiplogSchema, Store) {
         let store = self.open().await;
@@ -64,7 +73,7 @@ impl TestApp {
         production: &[&str],
         options: server::ServerOptions,
     ) -> Self {
-        let store = db.open().await;
+        let store = db.open_with(production).await;
         let schema = graphql::schema(store.clone(), ProductionEnvironments::new(production));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -3,7 +3,9 @@
 //! server on port 0, and the reliability tests (model, fuzz, crash).
 
 mod api;
+mod approvals;
 mod crash;
+mod environments;
 mod fuzz;
 mod graphiql;
 mod helpers;
@@ -11,6 +13,7 @@ mod http;
 mod limits;
 mod live;
 mod metrics;
+mod migrate;
 mod model;
 mod order;
 mod process;

@@ -38,22 +38,25 @@ fn table(action: &str, from: &str) -> Option<(&'static str, &'static str)> {
         ("succeed", "STARTED") => Some(("SUCCEEDED", "SUCCEEDED")),
         ("fail", "STARTED") => Some(("FAILED", "FAILED")),
         ("rollBack", "STARTED" | "SUCCEEDED" | "FAILED") => Some(("ROLLED_BACK", "ROLLED_BACK")),
+        ("cancel", "PENDING_APPROVAL" | "APPROVED") => Some(("CANCELLED", "CANCELLED")),
         _ => None,
     }
 }
 
-/// The table's "note" column: reject, fail and rollBack must say why.
+/// The table's "note" column: reject, fail, rollBack and cancel must say why.
 fn note_required(action: &str) -> bool {
-    matches!(action, "reject" | "fail" | "rollBack")
+    matches!(action, "reject" | "fail" | "rollBack" | "cancel")
 }
 
 /// Whether some row of the table moves a deployment from `from` to `to`.
 fn table_allows(from: Option<&str>, to: &str) -> bool {
     match from {
         None => to == "PENDING_APPROVAL",
-        Some(from) => ["approve", "reject", "start", "succeed", "fail", "rollBack"]
-            .iter()
-            .any(|a| table(a, from).map(|(t, _)| t) == Some(to)),
+        Some(from) => [
+            "approve", "reject", "start", "succeed", "fail", "rollBack", "cancel",
+        ]
+        .iter()
+        .any(|a| table(a, from).map(|(t, _)| t) == Some(to)),
     }
 }
 
@@ -182,6 +185,7 @@ fn step() -> impl Strategy<Value = (Action, String, Option<String>, i64)> {
             2 => Just(Action::Succeed),
             1 => Just(Action::Fail),
             2 => Just(Action::RollBack),
+            1 => Just(Action::Cancel),
         ],
         actor(),
         note(),
@@ -204,6 +208,7 @@ fn new_deployment(requester: &str) -> NewDeployment {
         risk: Some("touches invoices".into()),
         rollback_plan: "redeploy v1.2.2".into(),
         idempotency_key: None,
+        release_notes: None,
     };
     NewDeployment::validate(&request, &ProductionEnvironments::default()).expect("a valid request")
 }
@@ -439,9 +444,17 @@ fn request() -> impl Strategy<Value = DeploymentRequest> {
         optional_text(),
         field(10_000),
         prop::option::of(field(MAX_IDEMPOTENCY_KEY_CHARS)),
+        optional_text(),
     )
         .prop_map(
-            |((service, environment, version, requester), work_refs, risk, rollback_plan, key)| {
+            |(
+                (service, environment, version, requester),
+                work_refs,
+                risk,
+                rollback_plan,
+                key,
+                release_notes,
+            )| {
                 DeploymentRequest {
                     service,
                     environment,
@@ -451,6 +464,7 @@ fn request() -> impl Strategy<Value = DeploymentRequest> {
                     risk,
                     rollback_plan,
                     idempotency_key: key,
+                    release_notes,
                 }
             },
         )
@@ -495,6 +509,11 @@ fn predicted_problems(
             "idempotencyKey",
         );
     }
+    // Version 2: optional free text, like risk.
+    check(
+        free_text(r.release_notes.as_deref()) != Some(false),
+        "releaseNotes",
+    );
     for (i, work_ref) in r.work_refs.iter().enumerate() {
         if !one_line_ok(work_ref, 500) {
             if i < 50 {
@@ -530,6 +549,7 @@ proptest! {
                 prop_assert_eq!(new.risk(), r.risk.as_deref().map(str::trim).filter(|s| !s.is_empty()));
                 prop_assert_eq!(new.rollback_plan(), r.rollback_plan.trim());
                 prop_assert_eq!(new.idempotency_key(), r.idempotency_key.as_deref().map(str::trim));
+                prop_assert_eq!(new.release_notes(), r.release_notes.as_deref().map(str::trim).filter(|s| !s.is_empty()));
             }
             Err(errors) => {
                 prop_assert!(!must.is_empty(), "refused, but the model accepts: {}", errors);

@@ -1,0 +1,151 @@
+//! Environments: registered the first time a deployment or a configuration names them
+//! (inside that write's transaction), configured through the writer, and read in
+//! release-train order.
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entity::{deployment, environment};
+use super::{immediate, now, writer, Store, StoreError};
+use crate::domain::{Environment, EnvironmentConfig, ProductionEnvironments};
+
+impl Store {
+    /// Every known environment, in release-train order: position, then name.
+    pub async fn environments(&self) -> Result<Vec<Environment>, StoreError> {
+        environment::Entity::find()
+            .order_by_asc(environment::Column::Position)
+            .order_by_asc(environment::Column::Name)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// The environment with this name (trimmed), if it is known.
+    pub async fn environment(&self, name: &str) -> Result<Option<Environment>, StoreError> {
+        environment::Entity::find_by_id(name.trim())
+            .one(&self.read)
+            .await?
+            .map(from_row)
+            .transpose()
+    }
+
+    pub async fn environment_by_id(&self, id: Uuid) -> Result<Option<Environment>, StoreError> {
+        environment::Entity::find()
+            .filter(environment::Column::Id.eq(id.to_string()))
+            .one(&self.read)
+            .await?
+            .map(from_row)
+            .transpose()
+    }
+
+    /// Registers the environment if it is new, then applies the configuration, in one
+    /// transaction through the writer. Answers the environment as it now is.
+    #[tracing::instrument(skip_all, fields(environment = config.name()))]
+    pub async fn configure_environment(
+        &self,
+        config: EnvironmentConfig,
+    ) -> Result<Environment, StoreError> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.writes
+            .send(writer::Job {
+                write: writer::Write::ConfigureEnvironment(config),
+                reply: writer::Reply::Environment(reply),
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The environment named `name` (trimmed), registered by use first if it is new. Runs
+/// inside the caller's write transaction.
+pub(super) async fn registered(
+    txn: &impl ConnectionTrait,
+    name: &str,
+    production: &ProductionEnvironments,
+) -> Result<Environment, StoreError> {
+    let name = name.trim();
+    if let Some(row) = environment::Entity::find_by_id(name).one(txn).await? {
+        return from_row(row);
+    }
+    let environment = Environment::register(name, production, Uuid::now_v7(), now());
+    environment::Entity::insert(row(&environment))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(environment)
+}
+
+/// Registers the environment if it is new, then applies the configuration.
+pub(super) async fn configure(
+    txn: &impl ConnectionTrait,
+    config: &EnvironmentConfig,
+    production: &ProductionEnvironments,
+) -> Result<Environment, StoreError> {
+    let current = registered(txn, config.name(), production).await?;
+    let next = current.configure(config, now());
+    environment::Entity::update(row(&next)).exec(txn).await?;
+    Ok(next)
+}
+
+/// Registers, by the naming rule, every environment an existing deployment names and
+/// that is not registered yet (a database from before environments existed). Idempotent.
+pub(super) async fn register_existing(
+    db: &DatabaseConnection,
+    production: &ProductionEnvironments,
+) -> Result<(), StoreError> {
+    let txn = db.begin_with_options(immediate()).await?;
+    let named: Vec<String> = deployment::Entity::find()
+        .select_only()
+        .column(deployment::Column::Environment)
+        .distinct()
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    for name in named {
+        registered(&txn, &name, production).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+fn row(e: &Environment) -> environment::ActiveModel {
+    environment::ActiveModel {
+        name: Set(e.name.clone()),
+        id: Set(e.id.to_string()),
+        position: Set(e.position),
+        tier: Set(e.tier.as_str().to_owned()),
+        required_approvals: Set(i32::from(e.required_approvals)),
+        start_timeout_seconds: Set(e
+            .start_timeout_seconds
+            .map(|s| i32::try_from(s).unwrap_or(i32::MAX))),
+        updated_by: Set(e.updated_by.clone()),
+        updated_at: Set(e.updated_at.timestamp_millis()),
+    }
+}
+
+fn from_row(row: environment::Model) -> Result<Environment, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of environment {:?}", row.name));
+    Ok(Environment {
+        id: Uuid::parse_str(&row.id).map_err(|_| corrupt("id"))?,
+        tier: row.tier.parse().map_err(|_| corrupt("tier"))?,
+        required_approvals: u8::try_from(row.required_approvals)
+            .ok()
+            .filter(|n| (1..=10).contains(n))
+            .ok_or_else(|| corrupt("required approvals"))?,
+        start_timeout_seconds: row
+            .start_timeout_seconds
+            .map(|s| u32::try_from(s).map_err(|_| corrupt("start timeout")))
+            .transpose()?,
+        updated_at: chrono::DateTime::from_timestamp_millis(row.updated_at)
+            .ok_or_else(|| corrupt("update time"))?,
+        position: row.position,
+        updated_by: row.updated_by,
+        name: row.name,
+    })
+}
