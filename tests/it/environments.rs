@@ -426,6 +426,11 @@ async fn the_configured_tier_decides_whether_a_deployment_must_state_its_risk() 
     input["risk"] = Value::Null;
     let body = app.graphql(CREATE, json!({ "input": input.clone() })).await;
     assert_eq!(bad_fields(&body), ["input.risk"]);
+    // Reported with every other problem at once.
+    let mut also_bad = input.clone();
+    also_bad["version"] = json!(" ");
+    let body = app.graphql(CREATE, json!({ "input": also_bad })).await;
+    assert_eq!(bad_fields(&body), ["input.version", "input.risk"]);
     input["risk"] = json!("canary first");
     app.ok(CREATE, json!({ "input": input })).await;
 
