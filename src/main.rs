@@ -69,11 +69,14 @@ enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for SIGINT and SIGTERM: {0}")]
+    Signals(std::io::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
 
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let signals = server::ShutdownSignals::install().map_err(ServeError::Signals)?;
     let production = ProductionEnvironments::new(&args.production_environments);
     let store = Store::open(&StoreConfig {
         production: production.clone(),
@@ -90,7 +93,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
-        server::shutdown_signal().await;
+        signals.recv().await;
         let _ = stopping_tx.send(());
     };
     let serving = server::run_with(

@@ -757,3 +757,20 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
         started.elapsed()
     );
 }
+
+/// A SIGTERM sent the moment the server says where it listens stops it cleanly (exit 0):
+/// the handlers are installed before that line is written, not when the shutdown future
+/// is first polled. Repeated, since the window it closes was short.
+#[test]
+fn a_sigterm_right_after_listening_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let database = dir.path().join("shiplog.db");
+    for round in 0..15 {
+        let server = Server::start(&database);
+        let status = server.terminate();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "round {round}: exited with {status:?}"
+        );
+    }
+}
