@@ -644,3 +644,87 @@ pub async fn w2_breakdown(db: &Path) -> Result<Vec<Row>, BenchError> {
     store.close().await?;
     Ok(rows)
 }
+
+/// W6's document: one service's release train, every stop with its deployments.
+const TRAIN: &str = "query($service: String!) { releaseTrain(service: $service) { service \
+     stops { environment { name position tier } \
+     live { id version status reviewedBy updatedAt events { kind actor occurredAt } } \
+     inFlight { id version status } pending { id version createdAt } \
+     promotable { id version } } } }";
+
+/// W6: single-client latency of one service's release train at two database sizes (the
+/// sizes of W3). Every seeded deployment SUCCEEDED, so each stop's live deployment is
+/// the newest of thousands; a few in-flight and pending ones are added over HTTP.
+pub async fn w6_train(plan: &Plan, binary: &Path, dir: &Path) -> Result<Vec<Row>, BenchError> {
+    let mut rows = Vec::new();
+    for size in [plan.w3_small, plan.w3_large] {
+        let db = dir.join(format!("w6-{size}.db"));
+        seed(binary, &db, size, true).await?;
+        let server = Server::start(binary, &db).await?;
+        let client = reqwest::Client::new();
+        let url = server.url("/graphql");
+        let service = service(0);
+        // Two pending and one started deployment of the service in staging.
+        for i in 0..3 {
+            let mut vars = create_vars(0);
+            vars["input"]["version"] = json!(format!("v9.{i}"));
+            let created = post(&client, &url, CREATE, vars).await?;
+            let id = created["createDeployment"]["deployment"]["id"].clone();
+            if i == 0 {
+                for (mutation, input) in [
+                    ("approveDeployment", "ApproveDeploymentInput"),
+                    ("startDeployment", "StartDeploymentInput"),
+                ] {
+                    post(
+                        &client,
+                        &url,
+                        &act(mutation, input),
+                        json!({ "input": { "id": id, "actor": "bob" } }),
+                    )
+                    .await?;
+                }
+            }
+        }
+        let mut tally = Tally::default();
+        let started = Instant::now();
+        for _ in 0..plan.w3_requests {
+            let t = Instant::now();
+            let result = post(&client, &url, TRAIN, json!({ "service": service })).await;
+            if let Ok(data) = &result {
+                let stops = &data["releaseTrain"]["stops"];
+                let complete = stops.as_array().is_some_and(|s| {
+                    s.len() == crate::seed::ENVIRONMENTS.len()
+                        && s.iter().all(|stop| !stop["live"].is_null())
+                });
+                if !complete {
+                    tally.record(t, &Err(format!("an incomplete train: {stops}")));
+                    continue;
+                }
+            }
+            tally.record(t, &result);
+        }
+        let elapsed = started.elapsed();
+        tally.latencies_us.sort_unstable();
+        let mut row = row(
+            &format!("W6 release train, {size} deployments"),
+            "requests/s",
+            &tally,
+            elapsed,
+            &server,
+        );
+        row.note = format!(
+            "1 client, {} stops, live with events",
+            crate::seed::ENVIRONMENTS.len()
+        );
+        server.stop().await?;
+        rows.push(row);
+    }
+    if let (Some(small), Some(large)) = (rows[0].p50_ms, rows[1].p50_ms) {
+        rows[1].note = format!(
+            "{} ; p50 ratio large/small = {:.2}x",
+            rows[1].note,
+            large / small
+        );
+    }
+    Ok(rows)
+}

@@ -21,7 +21,7 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only these workloads (w1..w5, sql, and w2-parts: where a W2 page's time goes),
+    /// Only these workloads (w1..w6, sql, and w2-parts: where a W2 page's time goes),
     /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -150,6 +150,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
     if wants("w3") {
         for row in load::w3_scale(&plan, &binary, work.path()).await? {
+            eprintln!("{}", row.workload);
+            rows.push(row);
+        }
+    }
+    if wants("w6") {
+        for row in load::w6_train(&plan, &binary, work.path()).await? {
             eprintln!("{}", row.workload);
             rows.push(row);
         }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use shiplog::domain::{Environment, ProductionEnvironments};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
@@ -93,6 +94,29 @@ pub async fn seed(binary: &Path, db: &Path, n: usize, history: bool) -> Result<(
         }
         tx.commit().await?;
         i += 10_000;
+    }
+    // Register the environments the rows name, as a deployment through the API would
+    // (the server would also register them when it next opens the file).
+    let now_ts = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    for name in ENVIRONMENTS {
+        let e = Environment::register(
+            name,
+            &ProductionEnvironments::default(),
+            Uuid::now_v7(),
+            now_ts,
+        );
+        sqlx::query(
+            "INSERT OR IGNORE INTO environments (name, id, position, tier, required_approvals, \
+             start_timeout_seconds, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+        )
+        .bind(&e.name)
+        .bind(e.id.to_string())
+        .bind(e.position)
+        .bind(e.tier.as_str())
+        .bind(i32::from(e.required_approvals))
+        .bind(now)
+        .execute(&mut conn)
+        .await?;
     }
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&mut conn)

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_deployments;
 mod m20261125_000002_v2_environments_and_approvals;
+mod m20261125_000003_release_train;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_deployments::Migration),
             Box::new(m20261125_000002_v2_environments_and_approvals::Migration),
+            Box::new(m20261125_000003_release_train::Migration),
         ]
     }
 }

@@ -4,6 +4,8 @@
 
 mod environment;
 mod lifecycle;
+mod promotion;
+mod train;
 mod validation;
 
 #[cfg(test)]
@@ -14,6 +16,8 @@ pub use environment::{
     MAX_START_TIMEOUT_SECONDS, MIN_REQUIRED_APPROVALS, MIN_START_TIMEOUT_SECONDS,
 };
 pub use lifecycle::{Action, EventKind, Status, UnknownName};
+pub use promotion::{Place, Promotion, PromotionRefused, PromotionRequest};
+pub use train::{train_service, ReleaseTrain, TrainEntry, TrainStop};
 pub use validation::{
     same_person, ActionCommand, DeploymentRequest, FieldError, NewDeployment,
     ProductionEnvironments, ValidationErrors, MAX_IDEMPOTENCY_KEY_CHARS, MAX_NAME_CHARS,
@@ -74,6 +78,9 @@ pub enum Refusal {
     SelfApproval,
     #[error("this reviewer has already approved this deployment")]
     AlreadyApproved,
+    /// Only a SUCCEEDED deployment can be promoted.
+    #[error("cannot promote a deployment that is {status}; only a SUCCEEDED one")]
+    NotPromotable { status: Status },
 }
 
 /// Who has approved a deployment so far: the actors of its APPROVED events, as the store
@@ -168,9 +175,11 @@ impl Deployment {
     }
 
     /// Whether `new` asks for exactly this deployment (after trimming): a retry of the
-    /// request that created it, as far as idempotent creation is concerned.
+    /// request that created it, as far as idempotent creation is concerned. A promoted
+    /// deployment was not created by a createDeployment request.
     pub fn was_requested_by(&self, new: &NewDeployment) -> bool {
-        self.service == new.service()
+        self.promoted_from.is_none()
+            && self.service == new.service()
             && self.environment == new.environment()
             && self.version == new.version()
             && self.requester == new.requester()

@@ -74,8 +74,26 @@ impl Problems {
         value.to_owned()
     }
 
+    /// Work references: 1..=MAX_WORK_REFS entries, each a line of at most
+    /// MAX_WORK_REF_CHARS.
+    pub(super) fn work_refs(&mut self, refs: &[String]) -> Vec<String> {
+        if refs.is_empty() {
+            self.add("workRefs", "must have at least one entry");
+        } else if refs.len() > MAX_WORK_REFS {
+            self.add(
+                "workRefs",
+                format!("must have at most {MAX_WORK_REFS} entries"),
+            );
+        }
+        refs.iter()
+            .enumerate()
+            .take(MAX_WORK_REFS)
+            .map(|(i, r)| self.line(&format!("workRefs[{i}]"), r, MAX_WORK_REF_CHARS))
+            .collect()
+    }
+
     /// Free text (newlines allowed): trimmed, at most max characters; blank becomes `None`.
-    fn text(&mut self, field: &str, raw: Option<&str>, max: usize) -> Option<String> {
+    pub(super) fn text(&mut self, field: &str, raw: Option<&str>, max: usize) -> Option<String> {
         let value = raw.map(str::trim).filter(|v| !v.is_empty())?;
         if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
@@ -173,21 +191,7 @@ impl NewDeployment {
         let version = p.line("version", &request.version, MAX_VERSION_CHARS);
         let requester = p.line("requester", &request.requester, MAX_NAME_CHARS);
 
-        if request.work_refs.is_empty() {
-            p.add("workRefs", "must have at least one entry");
-        } else if request.work_refs.len() > MAX_WORK_REFS {
-            p.add(
-                "workRefs",
-                format!("must have at most {MAX_WORK_REFS} entries"),
-            );
-        }
-        let work_refs = request
-            .work_refs
-            .iter()
-            .enumerate()
-            .take(MAX_WORK_REFS)
-            .map(|(i, r)| p.line(&format!("workRefs[{i}]"), r, MAX_WORK_REF_CHARS))
-            .collect();
+        let work_refs = p.work_refs(&request.work_refs);
 
         let risk = p.text("risk", request.risk.as_deref(), MAX_TEXT_CHARS);
         if risk.is_none() && tier.requires_risk() {

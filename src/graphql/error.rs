@@ -87,6 +87,13 @@ impl From<StoreError> for ApiError {
                 message: refusal.to_string(),
                 reason: "ALREADY_APPROVED",
             },
+            StoreError::Refused(refusal @ Refusal::NotPromotable { status }) => {
+                ApiError::Conflict {
+                    message: refusal.to_string(),
+                    status: Some(status),
+                    action: PROMOTE,
+                }
+            }
             err @ StoreError::IdempotencyConflict { .. } => ApiError::Conflict {
                 message: format!("{err}; retry with the same input, or use a new key"),
                 status: None,
@@ -96,6 +103,24 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %internal, "request failed");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+/// The `action` of a promotion's conflicts, as contract.md names it.
+const PROMOTE: &str = "PROMOTE";
+
+impl ApiError {
+    /// A refused promotion: as any store error, except that an idempotency key reused
+    /// with other input is a conflict of the promotion, not of a creation.
+    pub fn of_promotion(err: StoreError) -> Self {
+        match err {
+            err @ StoreError::IdempotencyConflict { .. } => ApiError::Conflict {
+                message: format!("{err}; retry with the same input, or use a new key"),
+                status: None,
+                action: PROMOTE,
+            },
+            err => err.into(),
         }
     }
 }

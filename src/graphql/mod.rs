@@ -12,6 +12,7 @@ mod mutation;
 mod order;
 mod query;
 mod subscription;
+mod train;
 mod types;
 
 use async_graphql::dataloader::DataLoader;

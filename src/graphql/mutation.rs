@@ -3,13 +3,14 @@ use async_graphql::{Context, Object, ID};
 use super::error::ApiError;
 use super::types::{
     parse_id, ApproveDeploymentInput, CancelDeploymentInput, CreateDeploymentInput,
-    DeploymentPayload, FailDeploymentInput, RejectDeploymentInput, RollBackDeploymentInput,
-    StartDeploymentInput, SucceedDeploymentInput,
+    DeploymentPayload, FailDeploymentInput, PromoteDeploymentInput, RejectDeploymentInput,
+    RollBackDeploymentInput, StartDeploymentInput, SucceedDeploymentInput,
 };
 use super::types::{ConfigureEnvironmentInput, EnvironmentObject};
 use super::{production, store};
 use crate::domain::{
-    Action, ActionCommand, DeploymentRequest, EnvironmentConfig, NewDeployment, Tier,
+    Action, ActionCommand, DeploymentRequest, EnvironmentConfig, NewDeployment, Promotion,
+    PromotionRequest, Tier,
 };
 
 pub struct Mutation;
@@ -141,6 +142,54 @@ impl Mutation {
             Some(&input.note),
         )
         .await
+    }
+
+    /// A new PENDING_APPROVAL deployment of the source's service and version in a later environment.
+    async fn promote_deployment(
+        &self,
+        ctx: &Context<'_>,
+        input: PromoteDeploymentInput,
+    ) -> Result<DeploymentPayload, ApiError> {
+        let store = store(ctx)?;
+        // A named target's tier decides at once whether the risk is required, as for
+        // createDeployment; the store decides the default target, and checks again.
+        let tier = match input.environment.as_deref() {
+            None => None,
+            Some(name) => Some(match store.environment(name).await? {
+                Some(environment) => environment.tier,
+                None => Tier::of_name(name, production(ctx)?),
+            }),
+        };
+        let id = parse_id("input.id", &input.id);
+        let request = PromotionRequest {
+            // A malformed id is reported with the other problems below.
+            source: id.as_ref().copied().unwrap_or_default(),
+            environment: input.environment,
+            requester: input.requester,
+            work_refs: input.work_refs,
+            risk: input.risk,
+            rollback_plan: input.rollback_plan,
+            release_notes: input.release_notes,
+            idempotency_key: input.idempotency_key,
+        };
+        let promotion =
+            Promotion::validate(&request, tier).map_err(|e| ApiError::invalid("input", e));
+        let promotion = match (id, promotion) {
+            (Ok(_), Ok(promotion)) => promotion,
+            (id, promotion) => {
+                let problems = [id.err(), promotion.err()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(ApiError::into_fields)
+                    .collect();
+                return Err(ApiError::BadUserInput(problems));
+            }
+        };
+        Ok(store
+            .promote(promotion)
+            .await
+            .map_err(ApiError::of_promotion)?
+            .into())
     }
 
     /// Registers the environment if it is new, then applies the given settings.

@@ -1,6 +1,7 @@
 use async_graphql::{Context, Object, ID};
 
 use super::error::ApiError;
+use super::train::ReleaseTrainObject;
 use super::types::EnvironmentObject;
 use super::types::{
     parse_id, DeploymentConnection, DeploymentEventConnection, DeploymentEventFilter,
@@ -51,6 +52,20 @@ impl Query {
         name: String,
     ) -> Result<Option<EnvironmentObject>, ApiError> {
         Ok(store(ctx)?.environment(&name).await?.map(EnvironmentObject))
+    }
+
+    /// One service across every known environment, in release-train order.
+    async fn release_train(
+        &self,
+        ctx: &Context<'_>,
+        service: String,
+    ) -> Result<ReleaseTrainObject, ApiError> {
+        let service = crate::domain::train_service("service", &service).map_err(|errors| {
+            ApiError::BadUserInput(errors.0.into_iter().map(|e| (e.field, e.message)).collect())
+        })?;
+        Ok(ReleaseTrainObject(
+            store(ctx)?.release_train(&service).await?,
+        ))
     }
 
     /// Null plus a NOT_FOUND error when no deployment has this id.

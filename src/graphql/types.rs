@@ -154,6 +154,18 @@ impl DeploymentObject {
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
         self.events_where(ctx, |_| true).await
     }
+    /// The SUCCEEDED deployment whose version this one promotes; null unless created by promoteDeployment.
+    async fn promoted_from(&self, ctx: &Context<'_>) -> Result<Option<DeploymentObject>, ApiError> {
+        let Some(id) = self.deployment.promoted_from else {
+            return Ok(None);
+        };
+        // Through the loader: a page of promoted deployments costs one statement for all
+        // their sources.
+        let loader = ctx
+            .data::<DataLoader<DeploymentLoader>>()
+            .map_err(|_| ApiError::Internal)?;
+        Ok(loader.load_one(id).await?.map(DeploymentObject::new))
+    }
     /// Distinct approvals needed: its environment's requiredApprovals when this deployment was created.
     async fn required_approvals(&self) -> i32 {
         i32::from(self.deployment.required_approvals)
@@ -448,6 +460,23 @@ pub struct CreateDeploymentInput {
     pub idempotency_key: Option<String>,
     /// Stored trimmed, up to 10,000 characters; blank is none.
     pub release_notes: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct PromoteDeploymentInput {
+    /// A SUCCEEDED deployment: its service and version are promoted.
+    pub id: ID,
+    /// Default: the next environment after the source's in the release train.
+    pub environment: Option<String>,
+    pub requester: String,
+    /// Default: the source's.
+    pub work_refs: Option<Vec<String>>,
+    /// Never copied from the source: production needs its own.
+    pub risk: Option<String>,
+    /// Default: the source's.
+    pub rollback_plan: Option<String>,
+    pub release_notes: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 macro_rules! action_input {

@@ -10,8 +10,14 @@
 
 mod entity;
 mod environments;
+mod promotion;
 mod rows;
+mod train;
 mod writer;
+
+/// The statement behind a train read, for tests of its query plan.
+#[doc(hidden)]
+pub use train::TRAIN_DEPLOYMENTS;
 
 use std::collections::HashMap;
 use std::str::FromStr;

@@ -23,10 +23,11 @@ use uuid::Uuid;
 
 use super::entity::{deployment, event};
 use super::environments;
+use super::promotion;
 use super::{immediate, now, rows, StoreError, StoredEvent, Written};
 use crate::domain::{
     ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind, NewDeployment,
-    ProductionEnvironments, Refusal,
+    ProductionEnvironments, Promotion, Refusal,
 };
 use crate::metrics;
 
@@ -39,6 +40,7 @@ pub(super) enum Write {
     Create(NewDeployment),
     Transition(Uuid, ActionCommand),
     ConfigureEnvironment(EnvironmentConfig),
+    Promote(Promotion),
 }
 
 pub(super) struct Job {
@@ -138,6 +140,9 @@ async fn commit_group(
                 Write::Transition(id, command) => transition(&savepoint, *id, command)
                     .await
                     .map(Outcome::from),
+                Write::Promote(promotion) => promotion::promote(&savepoint, promotion, production)
+                    .await
+                    .map(|(written, fresh)| Outcome::from(Done { written, fresh })),
                 Write::ConfigureEnvironment(config) => {
                     environments::configure(&savepoint, config, production)
                         .await
@@ -243,7 +248,7 @@ async fn create(
 }
 
 /// The deployment created with this idempotency key, and its CREATED event.
-async fn created_with_key(
+pub(super) async fn created_with_key(
     txn: &impl ConnectionTrait,
     key: &str,
 ) -> Result<Option<Written>, StoreError> {

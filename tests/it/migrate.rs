@@ -162,7 +162,11 @@ async fn the_upgrade_can_be_undone_unless_a_deployment_is_cancelled() {
     let url = format!("sqlite://{}?mode=rwc", db.path().display());
     let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
     Migrator::up(&conn, None).await.expect("up");
-    Migrator::down(&conn, Some(1)).await.expect("down to v1");
+    // Every migration after the first one (v1) is undone.
+    let after_v1 = Migrator::migrations().len() as u32 - 1;
+    Migrator::down(&conn, Some(after_v1))
+        .await
+        .expect("down to v1");
     // Back at v1: rows intact, CANCELLED refused again.
     let mut raw_conn = raw(&db).await;
     let count: i64 = sqlx::query("SELECT count(*) FROM deployment_events")
@@ -179,7 +183,7 @@ async fn the_upgrade_can_be_undone_unless_a_deployment_is_cancelled() {
         .execute(&mut raw_conn)
         .await
         .expect("v2 admits CANCELLED");
-    let refused = Migrator::down(&conn, Some(1)).await;
+    let refused = Migrator::down(&conn, Some(after_v1)).await;
     assert!(
         refused.is_err(),
         "a CANCELLED deployment keeps the database at v2"
