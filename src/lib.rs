@@ -10,6 +10,7 @@
 //! - [`server`]: axum. GraphQL over HTTP, WebSocket subscriptions and their limits,
 //!   GraphiQL (embedded), health, graceful shutdown.
 //! - [`metrics`]: Prometheus metrics and request ids.
+//! - [`timeouts`]: the task that fails a start nobody reported on by its deadline.
 //! - [`config`]: the command line.
 
 pub mod config;
@@ -19,3 +20,5 @@ pub mod graphql;
 pub mod metrics;
 pub mod server;
 pub mod store;
+/// The server task that fails STARTED deployments at their start deadline.
+pub mod timeouts;

@@ -27,6 +27,15 @@ fn create_vars(i: usize) -> Value {
         "rollbackPlan": "redeploy the previous version" } })
 }
 
+/// W1's creation: every lifecycle has a service of its own, since starting a deployment
+/// while another of its (service, environment) is STARTED, or after a newer one
+/// succeeded, is refused (ENVIRONMENT_BUSY, OUTDATED) and the clients run in parallel.
+fn lifecycle_vars(i: usize) -> Value {
+    let mut vars = create_vars(i);
+    vars["input"]["service"] = json!(format!("w1-{i:07}"));
+    vars
+}
+
 fn act(mutation: &str, input_type: &str) -> String {
     format!("mutation($input: {input_type}!) {{ {mutation}(input: $input) {{ deployment {{ id status }} event {{ cursor }} }} }}")
 }
@@ -140,7 +149,7 @@ pub async fn w1_write(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, Benc
                 while Instant::now() < deadline {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
-                    let created = post(&client, &url, CREATE, create_vars(i)).await;
+                    let created = post(&client, &url, CREATE, lifecycle_vars(i)).await;
                     tally.record(t, &created);
                     let Ok(created) = created else { continue };
                     let id = created["createDeployment"]["deployment"]["id"].clone();

@@ -8,6 +8,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_deployments;
 mod m20261125_000002_v2_environments_and_approvals;
 mod m20261125_000003_release_train;
+mod m20261125_000004_start_guards;
+mod m20261125_000005_freeze_windows;
+mod m20261125_000006_start_timeouts;
 
 pub struct Migrator;
 
@@ -18,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_deployments::Migration),
             Box::new(m20261125_000002_v2_environments_and_approvals::Migration),
             Box::new(m20261125_000003_release_train::Migration),
+            Box::new(m20261125_000004_start_guards::Migration),
+            Box::new(m20261125_000005_freeze_windows::Migration),
+            Box::new(m20261125_000006_start_timeouts::Migration),
         ]
     }
 }

@@ -3,8 +3,11 @@
 //! what this module decides; the API translates it.
 
 mod environment;
+pub mod freeze;
+mod guards;
 mod lifecycle;
 mod promotion;
+mod timeout;
 mod train;
 mod validation;
 
@@ -15,8 +18,10 @@ pub use environment::{
     Environment, EnvironmentConfig, EnvironmentRequest, Setting, Tier, MAX_REQUIRED_APPROVALS,
     MAX_START_TIMEOUT_SECONDS, MIN_REQUIRED_APPROVALS, MIN_START_TIMEOUT_SECONDS,
 };
+pub use guards::{blockers, start_guards, Blocker, BlockerKind, StartFacts};
 pub use lifecycle::{Action, EventKind, Status, UnknownName};
 pub use promotion::{Place, Promotion, PromotionRefused, PromotionRequest};
+pub use timeout::{start_deadline, TIMEOUT_ACTOR};
 pub use train::{train_service, ReleaseTrain, TrainEntry, TrainStop};
 pub use validation::{
     same_person, ActionCommand, DeploymentRequest, FieldError, NewDeployment,
@@ -51,6 +56,11 @@ pub struct Deployment {
     /// The SUCCEEDED deployment whose version this one promotes.
     pub promoted_from: Option<Uuid>,
     pub release_notes: Option<String>,
+    /// The time of its STARTED event; None until it starts.
+    pub started_at: Option<Timestamp>,
+    /// When the server fails it for want of an outcome (see `timeout.rs`): the start
+    /// time plus its environment's start timeout at the start. Kept after the outcome.
+    pub start_deadline: Option<Timestamp>,
 }
 
 /// One immutable entry of a deployment's history. `service` and `environment` are copied
@@ -67,6 +77,9 @@ pub struct DeploymentEvent {
     pub from_status: Option<Status>,
     pub to_status: Status,
     pub occurred_at: Timestamp,
+    /// Guards this action was allowed to override (FROZEN, with overrideFreeze); empty
+    /// for most events.
+    pub overrides: Vec<BlockerKind>,
 }
 
 /// Why an action on an existing deployment is refused.
@@ -81,6 +94,15 @@ pub enum Refusal {
     /// Only a SUCCEEDED deployment can be promoted.
     #[error("cannot promote a deployment that is {status}; only a SUCCEEDED one")]
     NotPromotable { status: Status },
+    /// A start while another deployment of the same service and environment is STARTED.
+    #[error("cannot start: deployment {blocked_by} of the same service and environment is STARTED; wait for its outcome")]
+    EnvironmentBusy { blocked_by: Uuid },
+    /// A start of a deployment older than a SUCCEEDED one of the same service and environment.
+    #[error("cannot start: deployment {blocked_by} of the same service and environment, created later, has SUCCEEDED")]
+    Outdated { blocked_by: Uuid },
+    /// A start while a freeze period covering the environment is in force, not overridden.
+    #[error("cannot start: frozen by freeze window {window_id} until {until}; start with overrideFreeze and a note to override")]
+    Frozen { window_id: Uuid, until: Timestamp },
 }
 
 /// Who has approved a deployment so far: the actors of its APPROVED events, as the store
@@ -152,6 +174,7 @@ impl Deployment {
             from_status: None,
             to_status: Status::PendingApproval,
             occurred_at: now,
+            overrides: Vec::new(),
         };
         let deployment = Deployment {
             id,
@@ -170,6 +193,8 @@ impl Deployment {
             required_approvals: 1,
             promoted_from: None,
             release_notes: new.release_notes().map(str::to_owned),
+            started_at: None,
+            start_deadline: None,
         };
         (deployment, event)
     }
@@ -246,6 +271,10 @@ impl Deployment {
             next.reviewed_by = Some(command.actor().to_owned());
             next.reviewed_at = Some(occurred_at);
         }
+        if action == Action::Start {
+            // The deadline comes from the environment: see `with_start_timeout`.
+            next.started_at = Some(occurred_at);
+        }
         let event = DeploymentEvent {
             id: event_id,
             deployment_id: self.id,
@@ -257,6 +286,7 @@ impl Deployment {
             from_status: Some(self.status),
             to_status: to,
             occurred_at,
+            overrides: Vec::new(),
         };
         Ok((next, event))
     }

@@ -190,6 +190,8 @@ mod tests {
             required_approvals: 1,
             promoted_from: None,
             release_notes: None,
+            started_at: None,
+            start_deadline: None,
         }
     }
 

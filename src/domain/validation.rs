@@ -264,6 +264,8 @@ pub struct ActionCommand {
     action: Action,
     actor: String,
     note: Option<String>,
+    /// A start that may go ahead despite a freeze in force (needs a note).
+    override_freeze: bool,
 }
 
 impl ActionCommand {
@@ -282,7 +284,32 @@ impl ActionCommand {
             action,
             actor,
             note,
+            override_freeze: false,
         })
+    }
+
+    /// A start; `override_freeze: true` needs a non-blank note, frozen or not.
+    pub fn validate_start(
+        actor: &str,
+        note: Option<&str>,
+        override_freeze: bool,
+    ) -> Result<Self, ValidationErrors> {
+        let mut p = Problems::default();
+        let actor = p.line("actor", actor, MAX_NAME_CHARS);
+        let note = p.text("note", note, MAX_TEXT_CHARS);
+        if override_freeze && note.is_none() {
+            p.add("note", "is required with overrideFreeze");
+        }
+        p.finish(ActionCommand {
+            action: Action::Start,
+            actor,
+            note,
+            override_freeze,
+        })
+    }
+
+    pub fn override_freeze(&self) -> bool {
+        self.override_freeze
     }
 
     pub fn action(&self) -> Action {

@@ -7,7 +7,7 @@
 use async_graphql::{ErrorExtensionValues, Value};
 
 use crate::domain::{Refusal, Status, ValidationErrors};
-use crate::store::StoreError;
+use crate::store::{FreezeWindowError, StoreError};
 
 #[derive(Debug, Clone)]
 pub enum ApiError {
@@ -15,11 +15,22 @@ pub enum ApiError {
     BadUserInput(Vec<(String, String)>),
     /// No deployment (or event) has this id.
     NotFound { id: String },
+    /// No `what` (a freeze window, ...) has this id.
+    NotFoundOf { what: &'static str, id: String },
     /// The action is not allowed from the current status, or an idempotency key was reused.
     Conflict {
         message: String,
         status: Option<Status>,
         action: &'static str,
+    },
+    /// A guard on start refused it (CONFLICT): `reason` names the guard, `details` are its
+    /// other extensions (`blockedBy`, ...), in order.
+    Guarded {
+        message: String,
+        status: Status,
+        action: &'static str,
+        reason: &'static str,
+        details: Vec<(&'static str, String)>,
     },
     /// The actor may not do this (a requester approving their own deployment, a reviewer
     /// approving twice).
@@ -58,8 +69,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadUserInput(_) => "BAD_USER_INPUT",
-            ApiError::NotFound { .. } => "NOT_FOUND",
-            ApiError::Conflict { .. } => "CONFLICT",
+            ApiError::NotFound { .. } | ApiError::NotFoundOf { .. } => "NOT_FOUND",
+            ApiError::Conflict { .. } | ApiError::Guarded { .. } => "CONFLICT",
             ApiError::Forbidden { .. } => "FORBIDDEN",
             ApiError::Internal => "INTERNAL_SERVER_ERROR",
         }
@@ -99,10 +110,59 @@ impl From<StoreError> for ApiError {
                 status: None,
                 action: "create",
             },
+            StoreError::Refused(refusal @ Refusal::EnvironmentBusy { blocked_by }) => {
+                ApiError::guarded(refusal, "ENVIRONMENT_BUSY", blocked_by)
+            }
+            StoreError::Refused(refusal @ Refusal::Outdated { blocked_by }) => {
+                ApiError::guarded(refusal, "OUTDATED", blocked_by)
+            }
+            StoreError::Refused(refusal @ Refusal::Frozen { window_id, until }) => {
+                ApiError::Guarded {
+                    message: refusal.to_string(),
+                    status: Status::Approved,
+                    action: crate::domain::Action::Start.as_str(),
+                    reason: "FROZEN",
+                    details: vec![
+                        ("freezeWindowId", window_id.to_string()),
+                        (
+                            "until",
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        ),
+                    ],
+                }
+            }
+            StoreError::FreezeWindow(FreezeWindowError::NotFound(id)) => ApiError::NotFoundOf {
+                what: "freeze window",
+                id: id.to_string(),
+            },
+            StoreError::FreezeWindow(err @ FreezeWindowError::AlreadyRemoved(_)) => {
+                ApiError::Conflict {
+                    message: err.to_string(),
+                    status: None,
+                    action: "REMOVE_FREEZE_WINDOW",
+                }
+            }
+            StoreError::FreezeWindow(err @ FreezeWindowError::TooMany) => {
+                ApiError::bad_input("input", err.to_string())
+            }
             internal => {
                 tracing::error!(error = %internal, "request failed");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl ApiError {
+    /// A start refused by the guard `reason` because of the deployment `blocked_by`. Guards
+    /// are only checked for an APPROVED deployment.
+    fn guarded(refusal: Refusal, reason: &'static str, blocked_by: uuid::Uuid) -> Self {
+        ApiError::Guarded {
+            message: refusal.to_string(),
+            status: Status::Approved,
+            action: crate::domain::Action::Start.as_str(),
+            reason,
+            details: vec![("blockedBy", blocked_by.to_string())],
         }
     }
 }
@@ -153,6 +213,11 @@ impl From<ApiError> for async_graphql::Error {
                 ext.set("id", id);
                 message
             }
+            ApiError::NotFoundOf { what, id } => {
+                let message = format!("No {what} has id {id}");
+                ext.set("id", id);
+                message
+            }
             ApiError::Conflict {
                 message,
                 status,
@@ -162,6 +227,21 @@ impl From<ApiError> for async_graphql::Error {
                     ext.set("status", status.as_str());
                 }
                 ext.set("action", action);
+                message
+            }
+            ApiError::Guarded {
+                message,
+                status,
+                action,
+                reason,
+                details,
+            } => {
+                ext.set("status", status.as_str());
+                ext.set("action", action);
+                ext.set("reason", reason);
+                for (name, value) in details {
+                    ext.set(name, value);
+                }
                 message
             }
             ApiError::Forbidden { message, reason } => {

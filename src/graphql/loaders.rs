@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::domain::Deployment;
-use crate::store::{Store, StoredEvent};
+use crate::store::{PlaceFacts, Store, StoredEvent};
 
 /// `Deployment.events`: every event of many deployments at once.
 pub struct EventsLoader(pub Store);
@@ -36,5 +36,20 @@ impl Loader<Uuid> for DeploymentLoader {
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let found = self.0.deployments_by_ids(keys).await?;
         Ok(found.into_iter().map(|(id, d)| (id, Arc::new(d))).collect())
+    }
+}
+
+/// `Deployment.blockers`: the guard facts of many (service, environment) places at once.
+pub struct PlaceFactsLoader(pub Store);
+
+impl Loader<(String, String)> for PlaceFactsLoader {
+    type Value = PlaceFacts;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), Self::Value>, Self::Error> {
+        Ok(self.0.place_facts(keys).await?)
     }
 }

@@ -4,6 +4,8 @@
 
 mod cursor;
 mod error;
+mod freeze;
+mod guards;
 mod hooks;
 mod limits;
 mod loaders;
@@ -27,7 +29,7 @@ pub use subscription::Subscription;
 
 use crate::domain::ProductionEnvironments;
 use crate::store::Store;
-use loaders::{DeploymentLoader, EventsLoader};
+use loaders::{DeploymentLoader, EventsLoader, PlaceFactsLoader};
 
 pub type ShiplogSchema = Schema<Query, Mutation, Subscription>;
 
@@ -41,6 +43,14 @@ pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema
         .data(DataLoader::new(EventsLoader(store.clone()), tokio::spawn))
         .data(DataLoader::new(
             DeploymentLoader(store.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            PlaceFactsLoader(store.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            freeze::FreezeWindowsLoader(store.clone()),
             tokio::spawn,
         ))
         .data(store)

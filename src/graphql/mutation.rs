@@ -81,14 +81,12 @@ impl Mutation {
         ctx: &Context<'_>,
         input: StartDeploymentInput,
     ) -> Result<DeploymentPayload, ApiError> {
-        act(
-            ctx,
-            Action::Start,
-            input.id,
+        let command = ActionCommand::validate_start(
             &input.actor,
             input.note.as_deref(),
-        )
-        .await
+            input.override_freeze.unwrap_or(false),
+        );
+        act_with(ctx, input.id, command).await
     }
 
     async fn succeed_deployment(
@@ -204,6 +202,23 @@ impl Mutation {
             store(ctx)?.configure_environment(config).await?,
         ))
     }
+    /// A one-off or recurring freeze window, for one environment or (null) every one.
+    async fn create_freeze_window(
+        &self,
+        ctx: &Context<'_>,
+        input: super::freeze::CreateFreezeWindowInput,
+    ) -> Result<super::freeze::FreezeWindowObject, ApiError> {
+        super::freeze::create(ctx, input).await
+    }
+
+    /// Removes a freeze window (it then covers nothing); needs a note.
+    async fn remove_freeze_window(
+        &self,
+        ctx: &Context<'_>,
+        input: super::freeze::RemoveFreezeWindowInput,
+    ) -> Result<super::freeze::FreezeWindowObject, ApiError> {
+        super::freeze::remove(ctx, input).await
+    }
 }
 
 /// Every lifecycle mutation: check the input (all problems at once), then let the store
@@ -217,9 +232,17 @@ async fn act(
 ) -> Result<DeploymentPayload, ApiError> {
     // Both the id and the rest are checked before answering, so that every problem is
     // reported at once.
+    act_with(ctx, id, ActionCommand::validate(action, actor, note)).await
+}
+
+/// [`act`] with a command already checked (a start's, which has its own rules).
+async fn act_with(
+    ctx: &Context<'_>,
+    id: ID,
+    command: Result<ActionCommand, crate::domain::ValidationErrors>,
+) -> Result<DeploymentPayload, ApiError> {
     let id = parse_id("input.id", &id);
-    let command =
-        ActionCommand::validate(action, actor, note).map_err(|e| ApiError::invalid("input", e));
+    let command = command.map_err(|e| ApiError::invalid("input", e));
     let (id, command) = match (id, command) {
         (Ok(id), Ok(command)) => (id, command),
         (id, command) => {

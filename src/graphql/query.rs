@@ -29,6 +29,9 @@ impl Query {
         if let Some(e) = store.event(id).await? {
             return Ok(Some(Node::DeploymentEvent(EventObject::new(e))));
         }
+        if let Some(w) = store.freeze_window(id).await? {
+            return Ok(Some(Node::FreezeWindow(w.into())));
+        }
         Ok(store
             .environment_by_id(id)
             .await?
@@ -66,6 +69,15 @@ impl Query {
         Ok(ReleaseTrainObject(
             store(ctx)?.release_train(&service).await?,
         ))
+    }
+
+    /// Not removed, oldest first; with environment: that environment's and the global ones.
+    async fn freeze_windows(
+        &self,
+        ctx: &Context<'_>,
+        environment: Option<String>,
+    ) -> Result<Vec<super::freeze::FreezeWindowObject>, ApiError> {
+        super::freeze::list(ctx, environment.as_deref()).await
     }
 
     /// Null plus a NOT_FOUND error when no deployment has this id.
@@ -107,28 +119,38 @@ impl Query {
         let page = store.deployment_page(&filter, first, after).await?;
         // When the document asks for the page's events, load them all in one statement
         // now rather than leave it to per-row resolvers.
-        // (`approvals` are some of the events.)
+        // (`approvals` are some of the events; `blockers` counts them.)
         let look_ahead = ctx.look_ahead();
-        let wants_events = ["events", "approvals"].into_iter().any(|field| {
-            look_ahead
-                .field("edges")
-                .field("node")
-                .field(field)
-                .exists()
-                || look_ahead.field("nodes").field(field).exists()
-        });
+        let wants_events = ["events", "approvals", "blockers"]
+            .into_iter()
+            .any(|field| {
+                look_ahead
+                    .field("edges")
+                    .field("node")
+                    .field(field)
+                    .exists()
+                    || look_ahead.field("nodes").field(field).exists()
+            });
         let events = if wants_events && !page.items.is_empty() {
             let ids: Vec<_> = page.items.iter().map(|d| d.id).collect();
             Some(store.events_of(&ids).await?)
         } else {
             None
         };
-        Ok(DeploymentConnection::new(
-            page,
-            events,
-            after.is_some(),
-            filter,
-        ))
+        let connection = DeploymentConnection::new(page, events, after.is_some(), filter);
+        // Likewise the guard facts of the page's places, for `blockers`.
+        let wants_blockers = look_ahead
+            .field("edges")
+            .field("node")
+            .field("blockers")
+            .exists()
+            || look_ahead.field("nodes").field("blockers").exists();
+        let places = connection.blockable_places();
+        if wants_blockers && !places.is_empty() {
+            let facts = store.place_facts(&places).await?;
+            return Ok(connection.with_place_facts(&facts));
+        }
+        Ok(connection)
     }
 
     /// The audit feed across deployments, oldest first. first: default 20, 0..=100.

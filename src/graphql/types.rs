@@ -73,6 +73,7 @@ pub enum Node {
     Deployment(DeploymentObject),
     DeploymentEvent(EventObject),
     Environment(EnvironmentObject),
+    FreezeWindow(super::freeze::FreezeWindowObject),
 }
 
 /// Reads a client-given id (argument `field`): a UUID, in any case.
@@ -86,6 +87,9 @@ pub struct DeploymentObject {
     deployment: Arc<Deployment>,
     /// Its events, when whoever built this object already loaded them with its siblings'.
     events: Option<Arc<Vec<StoredEvent>>>,
+    /// The guard facts of its place, when whoever built this object already loaded them
+    /// with its siblings'.
+    place_facts: Option<store::PlaceFacts>,
 }
 
 impl DeploymentObject {
@@ -93,6 +97,7 @@ impl DeploymentObject {
         Self {
             deployment: d.into(),
             events: None,
+            place_facts: None,
         }
     }
 
@@ -100,6 +105,7 @@ impl DeploymentObject {
         Self {
             deployment: Arc::new(d),
             events: Some(events),
+            place_facts: None,
         }
     }
 }
@@ -175,6 +181,29 @@ impl DeploymentObject {
         self.events_where(ctx, |e| e.event.kind == domain::EventKind::Approved)
             .await
     }
+    /// Why startDeployment would be refused right now. Empty when nothing stands in the way, and for every status but PENDING_APPROVAL and APPROVED.
+    async fn blockers(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::guards::BlockerObject>, ApiError> {
+        // Only a pending deployment's approvals matter.
+        let events = async {
+            if self.deployment.status == domain::Status::PendingApproval {
+                self.loaded_events(ctx).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        super::guards::blockers_of(ctx, &self.deployment, events, self.place_facts.clone()).await
+    }
+    /// Time of the STARTED event.
+    async fn started_at(&self) -> Option<DateTime> {
+        self.deployment.started_at.map(DateTime)
+    }
+    /// When the server fails it for want of an outcome: the start time plus its environment's start timeout at the start. Null when there was none; kept after the outcome.
+    async fn start_deadline(&self) -> Option<DateTime> {
+        self.deployment.start_deadline.map(DateTime)
+    }
     /// Stored trimmed, up to 10,000 characters; null when none was given.
     async fn release_notes(&self) -> Option<&str> {
         self.deployment.release_notes.as_deref()
@@ -182,14 +211,16 @@ impl DeploymentObject {
 }
 
 impl DeploymentObject {
-    /// Its events that pass `keep`, oldest first: those loaded with its siblings', or
-    /// else through the loader (one statement for all the deployments that ask at once).
-    async fn events_where(
-        &self,
-        ctx: &Context<'_>,
-        keep: impl Fn(&StoredEvent) -> bool,
-    ) -> Result<Vec<EventObject>, ApiError> {
-        let events = match &self.events {
+    /// With the guard facts of its place, loaded with its siblings'.
+    pub fn with_place_facts(mut self, facts: store::PlaceFacts) -> Self {
+        self.place_facts = Some(facts);
+        self
+    }
+
+    /// Its events, oldest first: those loaded with its siblings', or else through the
+    /// loader (one statement for all the deployments that ask at once).
+    async fn loaded_events(&self, ctx: &Context<'_>) -> Result<Arc<Vec<StoredEvent>>, ApiError> {
+        Ok(match &self.events {
             Some(events) => events.clone(),
             None => ctx
                 .data::<DataLoader<EventsLoader>>()
@@ -197,7 +228,17 @@ impl DeploymentObject {
                 .load_one(self.deployment.id)
                 .await?
                 .unwrap_or_default(),
-        };
+        })
+    }
+
+    /// Its events that pass `keep`, oldest first: those loaded with its siblings', or
+    /// else through the loader (one statement for all the deployments that ask at once).
+    async fn events_where(
+        &self,
+        ctx: &Context<'_>,
+        keep: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<Vec<EventObject>, ApiError> {
+        let events = self.loaded_events(ctx).await?;
         // Each event's deployment is this one: no need to load it again.
         Ok(events
             .iter()
@@ -277,6 +318,15 @@ impl EventObject {
     }
     async fn occurred_at(&self) -> DateTime {
         DateTime(self.stored.event.occurred_at)
+    }
+    /// v2: guards this action was allowed to override (FROZEN, with overrideFreeze). Empty for most events.
+    async fn overrides(&self) -> Vec<super::guards::BlockerKind> {
+        self.stored
+            .event
+            .overrides
+            .iter()
+            .map(|&kind| kind.into())
+            .collect()
     }
 }
 
@@ -410,6 +460,41 @@ impl DeploymentConnection {
     }
 }
 
+impl DeploymentConnection {
+    /// Hands each deployment the guard facts of its place (`blockers`), loaded for the
+    /// whole page at once.
+    pub fn with_place_facts(
+        mut self,
+        facts: &HashMap<(String, String), store::PlaceFacts>,
+    ) -> Self {
+        for edge in &mut self.edges {
+            let d = &edge.node.deployment;
+            if let Some(found) = facts.get(&(d.service.clone(), d.environment.clone())) {
+                edge.node = edge.node.clone().with_place_facts(found.clone());
+            }
+        }
+        self
+    }
+
+    /// The (service, environment) places of the page's deployments that can have
+    /// blockers, each once.
+    pub fn blockable_places(&self) -> Vec<(String, String)> {
+        let mut places: Vec<(String, String)> = Vec::new();
+        for edge in &self.edges {
+            let d = &edge.node.deployment;
+            let place = (d.service.clone(), d.environment.clone());
+            if matches!(
+                d.status,
+                domain::Status::PendingApproval | domain::Status::Approved
+            ) && !places.contains(&place)
+            {
+                places.push(place);
+            }
+        }
+        places
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct DeploymentEventEdge {
     pub cursor: String,
@@ -492,7 +577,14 @@ macro_rules! action_input {
 
 action_input!(ApproveDeploymentInput, Option<String>);
 action_input!(RejectDeploymentInput, String);
-action_input!(StartDeploymentInput, Option<String>);
+#[derive(InputObject)]
+pub struct StartDeploymentInput {
+    pub id: ID,
+    pub actor: String,
+    pub note: Option<String>,
+    /// v2: start despite a freeze in force. Needs a note; recorded in the event's overrides.
+    pub override_freeze: Option<bool>,
+}
 action_input!(SucceedDeploymentInput, Option<String>);
 action_input!(FailDeploymentInput, String);
 action_input!(RollBackDeploymentInput, String);
@@ -564,6 +656,20 @@ impl EnvironmentObject {
     }
     async fn updated_at(&self) -> DateTime {
         DateTime(self.0.updated_at)
+    }
+    /// Freeze windows that apply here (this environment's and the global ones), not removed, oldest first.
+    async fn freeze_windows(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::freeze::FreezeWindowObject>, ApiError> {
+        super::freeze::of_environment(ctx, &self.0.name).await
+    }
+    /// The freeze period in force now, if any.
+    async fn active_freeze(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::freeze::FreezePeriodObject>, ApiError> {
+        super::freeze::active(ctx, &self.0.name).await
     }
 }
 

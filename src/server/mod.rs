@@ -208,14 +208,22 @@ pub async fn run_with(
         tracing::info!("listening on http://{addr}");
     }
     let (stop, stopping) = watch::channel(false);
+    // Fails STARTED deployments at their start deadline; ends when told to stop, with
+    // the subscriptions.
+    let timeouts = crate::timeouts::spawn(store.clone(), stopping.clone());
     let app = router(schema, store, Stopping::new(stopping), options);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            // Subscriptions see this, complete, and let their sockets close.
+            // Subscriptions and the timeout task see this, complete, and let go.
             let _ = stop.send(true);
         })
-        .await
+        .await;
+    // Normally over already. If serving ended some other way, the task is cut off here;
+    // a timeout write it submitted goes on in the writer regardless.
+    timeouts.abort();
+    let _ = timeouts.await;
+    served
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

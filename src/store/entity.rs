@@ -28,6 +28,9 @@ pub mod deployment {
         pub required_approvals: i32,
         pub promoted_from: Option<String>,
         pub release_notes: Option<String>,
+        pub started_at: Option<i64>,
+        /// Indexed for the STARTED deployments that have one.
+        pub start_deadline: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -64,6 +67,8 @@ pub mod event {
         pub from_status: Option<String>,
         pub to_status: String,
         pub occurred_at: i64,
+        /// A JSON array of BlockerKind names: the guards the action overrode.
+        pub overrides: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

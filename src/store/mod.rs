@@ -10,14 +10,24 @@
 
 mod entity;
 mod environments;
+mod freeze;
+mod guards;
 mod promotion;
 mod rows;
+mod timeouts;
 mod train;
 mod writer;
 
+/// The statement behind the next start deadline, for tests of its query plan.
+#[doc(hidden)]
+pub use timeouts::NEXT_START_DEADLINE;
 /// The statement behind a train read, for tests of its query plan.
 #[doc(hidden)]
 pub use train::TRAIN_DEPLOYMENTS;
+
+pub use freeze::FreezeWindowError;
+
+pub use guards::PlaceFacts;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -93,6 +103,9 @@ pub enum StoreError {
     /// tier requires), found inside the write transaction.
     #[error(transparent)]
     Invalid(ValidationErrors),
+    /// A freeze window that is unknown, already removed, or one too many.
+    #[error(transparent)]
+    FreezeWindow(FreezeWindowError),
 }
 
 /// An event with its place in the global commit order.
@@ -179,6 +192,10 @@ pub struct Store {
     /// Every committed event, once, in commit order.
     hub: broadcast::Sender<Arc<StoredEvent>>,
     read_statements: Arc<AtomicU64>,
+    /// The readers, for the timeout task's reads: not in `read_statements`.
+    quiet_read: DatabaseConnection,
+    /// Notified by the writer after a start with a deadline commits (`timeouts.rs`).
+    deadlines: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -200,16 +217,20 @@ impl Store {
             .connect_with(options.read_only(true))
             .await?;
         let mut read = SqlxSqliteConnector::from_sqlx_sqlite_pool(read_pool);
+        // Cloned before the callback is set, so that its statements are not counted.
+        let quiet_read = read.clone();
         let read_statements = Arc::new(AtomicU64::new(0));
         let counter = read_statements.clone();
         read.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
+        let deadlines = Arc::new(tokio::sync::Notify::new());
         let writes = writer::spawn(
             write.clone(),
             hub.clone(),
             Arc::new(config.production.clone()),
+            deadlines.clone(),
         );
         Ok(Self {
             read,
@@ -217,6 +238,8 @@ impl Store {
             writes,
             hub,
             read_statements,
+            quiet_read,
+            deadlines,
         })
     }
 

@@ -32,10 +32,14 @@ pub(super) fn deployment_row(
         required_approvals: Set(i32::from(d.required_approvals)),
         promoted_from: Set(d.promoted_from.map(|id| id.to_string())),
         release_notes: Set(d.release_notes.clone()),
+        started_at: Set(d.started_at.map(|t| t.timestamp_millis())),
+        start_deadline: Set(d.start_deadline.map(|t| t.timestamp_millis())),
     })
 }
 
 pub(super) fn event_row(e: &DeploymentEvent) -> event::ActiveModel {
+    // A list of unit enum variants always serializes.
+    let overrides = serde_json::to_string(&e.overrides).unwrap_or_else(|_| "[]".to_owned());
     event::ActiveModel {
         seq: NotSet,
         id: Set(e.id.to_string()),
@@ -48,6 +52,7 @@ pub(super) fn event_row(e: &DeploymentEvent) -> event::ActiveModel {
         from_status: Set(e.from_status.map(|s| s.as_str().to_owned())),
         to_status: Set(e.to_status.as_str().to_owned()),
         occurred_at: Set(e.occurred_at.timestamp_millis()),
+        overrides: Set(overrides),
     }
 }
 
@@ -71,6 +76,8 @@ pub(super) fn deployment(row: deployment::Model) -> Result<Deployment, StoreErro
             })?,
         promoted_from: row.promoted_from.as_deref().map(uuid).transpose()?,
         release_notes: row.release_notes,
+        started_at: row.started_at.map(time).transpose()?,
+        start_deadline: row.start_deadline.map(time).transpose()?,
         service: row.service,
         environment: row.environment,
         version: row.version,
@@ -91,6 +98,8 @@ pub(super) fn event(row: event::Model) -> Result<StoredEvent, StoreError> {
             from_status: row.from_status.as_deref().map(parse).transpose()?,
             to_status: parse(&row.to_status)?,
             occurred_at: time(row.occurred_at)?,
+            overrides: serde_json::from_str(&row.overrides)
+                .map_err(|e| StoreError::Corrupt(format!("overrides of event {}: {e}", row.id)))?,
             service: row.service,
             environment: row.environment,
             actor: row.actor,

@@ -23,8 +23,13 @@ use uuid::Uuid;
 
 use super::entity::{deployment, event};
 use super::environments;
+use super::freeze;
+use super::guards;
 use super::promotion;
+use super::timeouts;
 use super::{immediate, now, rows, StoreError, StoredEvent, Written};
+use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow};
+use crate::domain::Status;
 use crate::domain::{
     ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind, NewDeployment,
     ProductionEnvironments, Promotion, Refusal,
@@ -41,6 +46,10 @@ pub(super) enum Write {
     Transition(Uuid, ActionCommand),
     ConfigureEnvironment(EnvironmentConfig),
     Promote(Promotion),
+    /// The start timeout of a STARTED deployment whose deadline has come.
+    TimeOut(Uuid),
+    CreateFreezeWindow(NewFreezeWindow),
+    RemoveFreezeWindow(Uuid, FreezeRemoval),
 }
 
 pub(super) struct Job {
@@ -53,6 +62,7 @@ pub(super) struct Job {
 pub(super) enum Reply {
     Written(oneshot::Sender<Result<Written, StoreError>>),
     Environment(oneshot::Sender<Result<Environment, StoreError>>),
+    FreezeWindow(oneshot::Sender<Result<FreezeWindow, StoreError>>),
 }
 
 impl Reply {
@@ -63,13 +73,19 @@ impl Reply {
             Reply::Written(tx) => {
                 let _ = tx.send(answer.and_then(|outcome| match outcome {
                     Outcome::Deployment(done) => Ok(done.written),
-                    Outcome::Environment(_) => Err(mismatch()),
+                    _ => Err(mismatch()),
                 }));
             }
             Reply::Environment(tx) => {
                 let _ = tx.send(answer.and_then(|outcome| match outcome {
                     Outcome::Environment(environment) => Ok(environment),
-                    Outcome::Deployment(_) => Err(mismatch()),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Reply::FreezeWindow(tx) => {
+                let _ = tx.send(answer.and_then(|outcome| match outcome {
+                    Outcome::FreezeWindow(window) => Ok(window),
+                    _ => Err(mismatch()),
                 }));
             }
         }
@@ -89,6 +105,7 @@ impl From<oneshot::Sender<Result<Written, StoreError>>> for Reply {
 enum Outcome {
     Deployment(Done),
     Environment(Environment),
+    FreezeWindow(FreezeWindow),
 }
 
 impl From<Done> for Outcome {
@@ -107,6 +124,7 @@ pub(super) fn spawn(
     db: DatabaseConnection,
     hub: broadcast::Sender<Arc<StoredEvent>>,
     production: Arc<ProductionEnvironments>,
+    deadlines: Arc<tokio::sync::Notify>,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     tokio::spawn(async move {
@@ -117,7 +135,14 @@ pub(super) fn spawn(
         // Ends when every `Store` clone is gone.
         while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
             queued.set(rx.len());
-            commit_group(&db, &hub, &production, std::mem::take(&mut group)).await;
+            commit_group(
+                &db,
+                &hub,
+                &production,
+                &deadlines,
+                std::mem::take(&mut group),
+            )
+            .await;
             queued.set(rx.len());
         }
     });
@@ -128,6 +153,7 @@ async fn commit_group(
     db: &DatabaseConnection,
     hub: &broadcast::Sender<Arc<StoredEvent>>,
     production: &ProductionEnvironments,
+    deadlines: &tokio::sync::Notify,
     group: Vec<Job>,
 ) {
     let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
@@ -140,6 +166,12 @@ async fn commit_group(
                 Write::Transition(id, command) => transition(&savepoint, *id, command)
                     .await
                     .map(Outcome::from),
+                Write::TimeOut(id) => timeouts::time_out(&savepoint, *id).await.map(|written| {
+                    Outcome::from(Done {
+                        written,
+                        fresh: true,
+                    })
+                }),
                 Write::Promote(promotion) => promotion::promote(&savepoint, promotion, production)
                     .await
                     .map(|(written, fresh)| Outcome::from(Done { written, fresh })),
@@ -148,6 +180,12 @@ async fn commit_group(
                         .await
                         .map(Outcome::Environment)
                 }
+                Write::CreateFreezeWindow(new) => freeze::create(&savepoint, new, production)
+                    .await
+                    .map(Outcome::FreezeWindow),
+                Write::RemoveFreezeWindow(id, removal) => freeze::remove(&savepoint, *id, removal)
+                    .await
+                    .map(Outcome::FreezeWindow),
             };
             match &outcome {
                 Ok(_) => savepoint.commit().await?,
@@ -169,6 +207,12 @@ async fn commit_group(
                     if done.fresh {
                         // An error only means that nobody is subscribed right now.
                         let _ = hub.send(Arc::new(done.written.event.clone()));
+                        if done.written.event.event.kind == EventKind::Started
+                            && done.written.deployment.start_deadline.is_some()
+                        {
+                            // The timeout task re-reads its next deadline.
+                            deadlines.notify_one();
+                        }
                     }
                 }
                 job.reply.send(outcome);
@@ -185,7 +229,8 @@ async fn commit_group(
                         refused @ (StoreError::Refused(_)
                         | StoreError::NotFound(_)
                         | StoreError::Invalid(_)
-                        | StoreError::IdempotencyConflict { .. }),
+                        | StoreError::IdempotencyConflict { .. }
+                        | StoreError::FreezeWindow(_)),
                     )) => Err(refused),
                     _ => Err(StoreError::Database(DbErr::Custom(format!(
                         "the write group was not committed: {err}"
@@ -304,7 +349,24 @@ async fn transition(
     } else {
         Approvals::default()
     };
-    let (next, event) = current.apply_given(command, &approvals, Uuid::now_v7(), now())?;
+    let (next, mut event) = if current.needs_start_facts(command.action()) {
+        let facts = guards::start_facts(txn, &current).await?;
+        current.apply_start(command, &facts, Uuid::now_v7(), now())?
+    } else {
+        current.apply_given(command, &approvals, Uuid::now_v7(), now())?
+    };
+    // FROZEN, decided after the other guards, on the windows as they are in this transaction.
+    if current.needs_start_facts(command.action()) {
+        let windows = freeze::in_force(txn, Some(&current.environment)).await?;
+        crate::domain::freeze::guard_start(&mut event, &windows, command.override_freeze())?;
+    }
+    // A start keeps, as its deadline, the start timeout in force now (in this transaction).
+    let next = if next.status == Status::Started && current.status != Status::Started {
+        let timeout = timeouts::timeout_in_force(txn, &current.environment).await?;
+        next.with_start_timeout(timeout)
+    } else {
+        next
+    };
 
     let updated = deployment::Entity::update_many()
         .col_expr(
@@ -323,10 +385,19 @@ async fn transition(
             deployment::Column::UpdatedAt,
             Expr::value(next.updated_at.timestamp_millis()),
         )
+        .col_expr(
+            deployment::Column::StartedAt,
+            Expr::value(next.started_at.map(|t| t.timestamp_millis())),
+        )
+        .col_expr(
+            deployment::Column::StartDeadline,
+            Expr::value(next.start_deadline.map(|t| t.timestamp_millis())),
+        )
         .filter(deployment::Column::Id.eq(id.to_string()))
         .filter(deployment::Column::Status.eq(current.status.as_str()))
         .exec(txn)
-        .await?;
+        .await;
+    let updated = guards::one_started(txn, &current, updated).await?;
     if updated.rows_affected != 1 {
         return Err(Refusal::Conflict {
             status: current.status,

@@ -1528,9 +1528,10 @@ async fn a_restart_over_the_same_database_keeps_everything() {
     moved(&app, &[]).await;
     moved(&app, &[APPROVE]).await;
     moved(&app, &[REJECT]).await;
-    let unfinished = moved(&app, &[APPROVE, START]).await;
     moved(&app, &[APPROVE, START, SUCCEED]).await;
     moved(&app, &[APPROVE, START, FAIL, ROLL_BACK]).await;
+    // Last: while it is STARTED, no other deployment of its place can start.
+    let unfinished = moved(&app, &[APPROVE, START]).await;
     let before = app.ok(everything, json!({})).await;
     app.stop().await;
 

@@ -150,7 +150,9 @@ async fn worker(
         if load.stop.load(Ordering::SeqCst) || Instant::now() > deadline {
             return;
         }
-        let mut input = create_input(&format!("svc-{worker}"), "staging");
+        // A service per cycle: a start cut short by the kill stays STARTED, and would
+        // keep the next cycle's starts of the service ENVIRONMENT_BUSY.
+        let mut input = create_input(&format!("svc-c{cycle}-w{worker}"), "staging");
         input["version"] = json!(format!("c{cycle}-w{worker}-n{n}"));
         let Some(created) = write(
             &client,

@@ -197,3 +197,68 @@ async fn the_upgrade_can_be_undone_unless_a_deployment_is_cancelled() {
     raw_conn.close().await.expect("close");
     conn.close().await.expect("close");
 }
+
+/// Version 1 let two deployments of one service and environment be STARTED at once;
+/// version 2 holds one. The upgrade fails the one started first, by `shiplog` with a
+/// note, and keeps the other; the server then starts as usual.
+#[tokio::test]
+async fn two_v1_deployments_started_in_one_place_leave_one_started_after_the_upgrade() {
+    let db = TestDb::new();
+    let url = format!("sqlite://{}?mode=rwc", db.path().display());
+    let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
+    Migrator::up(&conn, Some(1))
+        .await
+        .expect("the v1 migration");
+    conn.execute_unprepared(
+        r#"
+        INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk,
+            rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, idempotency_key)
+        VALUES
+          ('0193a1b2-0000-7000-8000-0000000000a1', 'search', 'staging', 'v1', 'alice', '["S-1"]', NULL,
+           'redeploy', 'STARTED', 'bob', 1700000001000, 1700000000000, 1700000002000, NULL),
+          ('0193a1b2-0000-7000-8000-0000000000a2', 'search', 'staging', 'v2', 'alice', '["S-2"]', NULL,
+           'redeploy', 'STARTED', 'bob', 1700000004000, 1700000003000, 1700000005000, NULL);
+        INSERT INTO deployment_events (seq, id, deployment_id, service, environment, kind, actor,
+            note, from_status, to_status, occurred_at)
+        VALUES
+          (1, '0193a1b2-0000-7000-8000-0000000000f1', '0193a1b2-0000-7000-8000-0000000000a1',
+           'search', 'staging', 'STARTED', 'bot', NULL, 'APPROVED', 'STARTED', 1700000002000),
+          (2, '0193a1b2-0000-7000-8000-0000000000f2', '0193a1b2-0000-7000-8000-0000000000a2',
+           'search', 'staging', 'STARTED', 'bot', NULL, 'APPROVED', 'STARTED', 1700000005000);
+        "#,
+    )
+    .await
+    .expect("v1 rows");
+    conn.close().await.expect("close");
+
+    let app = TestApp::start(&db, &["production"]).await;
+    let data = app
+        .ok(
+            r#"{ deployments { nodes { version status events { kind actor note } } } }"#,
+            json!({}),
+        )
+        .await;
+    let nodes = data["deployments"]["nodes"].as_array().expect("nodes");
+    let by_version = |v: &str| {
+        nodes
+            .iter()
+            .find(|n| n["version"] == v)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        by_version("v2")["status"],
+        "STARTED",
+        "the later start is kept"
+    );
+    let older = by_version("v1");
+    assert_eq!(older["status"], "FAILED");
+    let last = &older["events"][1];
+    assert_eq!(last["kind"], "FAILED");
+    assert_eq!(last["actor"], "shiplog");
+    assert!(last["note"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("version 2"));
+    app.stop().await;
+}

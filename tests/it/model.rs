@@ -332,13 +332,20 @@ proptest! {
                     if now >= before.updated_at {
                         prop_assert_eq!(event.occurred_at, now);
                     }
-                    // Only status, updated_at and the review fields change.
+                    // Only status, updated_at, the review fields and (at the start)
+                    // started_at change.
                     let mut unchanged = next.clone();
                     unchanged.status = before.status;
                     unchanged.updated_at = before.updated_at;
                     unchanged.reviewed_by = before.reviewed_by.clone();
                     unchanged.reviewed_at = before.reviewed_at;
+                    unchanged.started_at = before.started_at;
                     prop_assert_eq!(&unchanged, &before);
+                    if kind == "STARTED" {
+                        prop_assert_eq!(next.started_at, Some(event.occurred_at));
+                    } else {
+                        prop_assert_eq!(next.started_at, before.started_at);
+                    }
                     if !matches!(kind, "APPROVED" | "REJECTED") {
                         prop_assert_eq!(&next.reviewed_by, &before.reviewed_by);
                         prop_assert_eq!(next.reviewed_at, before.reviewed_at);

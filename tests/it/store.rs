@@ -131,8 +131,9 @@ async fn drive(store: &Store, id: Uuid, actions: &[Action]) -> Vec<Written> {
 
 /// Creates a deployment and takes it to `status`; returns it as it now is.
 async fn deployment_in(store: &Store, status: Status) -> Deployment {
+    // A service per status: a STARTED one would keep the others from starting.
     let created = store
-        .create(new_deployment("billing", "staging"))
+        .create(new_deployment(&format!("billing-{status}"), "staging"))
         .await
         .expect("create succeeds");
     let id = created.deployment.id;
@@ -430,6 +431,10 @@ async fn every_action_appends_exactly_one_event_of_its_kind_and_updates_the_row_
             if action.is_review() {
                 expected.reviewed_by = Some(actor.to_owned());
                 expected.reviewed_at = Some(e.event.occurred_at);
+            }
+            if action == Action::Start {
+                // No start timeout configured: no deadline.
+                expected.started_at = Some(e.event.occurred_at);
             }
             assert_eq!(written.deployment, expected, "after {action}");
             let (row, stored_events) = snapshot(&store, id).await;

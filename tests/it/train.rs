@@ -11,7 +11,7 @@ use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, Tes
 use serde_json::{json, Value};
 use shiplog::domain::{
     Action, ActionCommand, Deployment, DeploymentRequest, NewDeployment, ProductionEnvironments,
-    ReleaseTrain,
+    Refusal, ReleaseTrain,
 };
 use shiplog::store::{Store, StoreError};
 use uuid::Uuid;
@@ -160,7 +160,8 @@ async fn a_success_is_live_and_a_later_one_replaces_it() {
     assert_eq!(live_one.id, first);
     assert_eq!(live_one.version, "v1");
 
-    // Created before the second success but succeeding after it: succeeding is what counts.
+    // Created before the second success, it can no longer start (OUTDATED): the later
+    // success stays live.
     let older = create(&store, "billing", "staging", "v2").await.id;
     let newer = live(&store, "billing", "staging", "v3").await;
     let train = store.release_train("billing").await.expect("the train");
@@ -168,13 +169,16 @@ async fn a_success_is_live_and_a_later_one_replaces_it() {
         stop(&train, "staging").live.as_ref().map(|d| d.id),
         Some(newer)
     );
-    for action in [Action::Approve, Action::Start, Action::Succeed] {
-        act(&store, older, action).await;
-    }
+    act(&store, older, Action::Approve).await;
+    let refused = store.transition(older, &command(Action::Start)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Refused(Refusal::Outdated { blocked_by })) if blocked_by == newer),
+        "{refused:?}"
+    );
     let train = store.release_train("billing").await.expect("the train");
     assert_eq!(
         stop(&train, "staging").live.as_ref().map(|d| d.id),
-        Some(older)
+        Some(newer)
     );
 }
 
@@ -339,20 +343,32 @@ async fn a_train_costs_the_same_statements_whatever_the_number_of_environments_a
     let (schema, store) = db.schema().await;
     let mut costs = BTreeMap::new();
     let mut round = 0;
+    let mut started_in = BTreeMap::new();
     for environments in [2, 4, 9] {
         // Each round adds environments and deployments in every state.
         for e in 0..environments {
             let environment = format!("env-{e}");
+            // The previous round's STARTED one fails, so that this round's can start.
+            if let Some(previous) = started_in.remove(&environment) {
+                act(&store, previous, Action::Fail).await;
+            }
             for _ in 0..3 {
                 round += 1;
                 let version = format!("v{round}");
                 live(&store, "billing", &environment, &version).await;
-                let started = create(&store, "billing", &environment, &version).await.id;
-                act(&store, started, Action::Approve).await;
-                act(&store, started, Action::Start).await;
+                // In flight without starting: one STARTED per place is all the guards allow.
+                let approved = create(&store, "billing", &environment, &version).await.id;
+                act(&store, approved, Action::Approve).await;
                 create(&store, "billing", &environment, &version).await;
                 live(&store, "payroll", &environment, &version).await;
             }
+            // One STARTED deployment per place: the guards on start allow no more.
+            let started = create(&store, "billing", &environment, "v-started")
+                .await
+                .id;
+            act(&store, started, Action::Approve).await;
+            act(&store, started, Action::Start).await;
+            started_in.insert(environment, started);
         }
         let before = store.read_statements();
         let body = execute(&schema, TRAIN, json!({ "service": "billing" })).await;
@@ -677,15 +693,28 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let target = target % deployments.len();
-                let d = &mut deployments[target];
-                let action = action.unwrap_or(match d.status {
+                let action = action.unwrap_or(match deployments[target].status {
                     "PENDING_APPROVAL" => Action::Approve,
                     "APPROVED" => Action::Start,
                     "STARTED" => Action::Succeed,
                     _ => Action::RollBack,
                 });
+                // The guards on start: another STARTED deployment of the place, or one
+                // created later (later in the list) that SUCCEEDED there.
+                let blocked = {
+                    let d = &deployments[target];
+                    deployments.iter().enumerate().any(|(i, o)| {
+                        o.service == d.service
+                            && o.environment == d.environment
+                            && ((i != target && o.status == "STARTED")
+                                || (i > target && o.status == "SUCCEEDED"))
+                    })
+                };
+                let d = &mut deployments[target];
+                let expected =
+                    next_status(action, d.status).filter(|to| !(blocked && *to == "STARTED"));
                 let outcome = store.transition(d.id, &command(action)).await;
-                match (next_status(action, d.status), outcome) {
+                match (expected, outcome) {
                     (Some(to), Ok(written)) => {
                         prop_assert_eq!(written.deployment.status.as_str(), to);
                         d.status = to;
@@ -698,7 +727,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         return Err(TestCaseError::fail(format!(
                             "{action} from {}: expected {expected:?}, got {outcome:?}",
                             d.status
-                        )))
+                        )));
                     }
                 }
             }
