@@ -522,18 +522,21 @@ pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
     let mut tx = conn.begin().await?;
     for i in 0..plan.w5_rows {
         let id = uuid::Uuid::now_v7().to_string();
+        // A service per deployment: the database holds one STARTED deployment per
+        // (service, environment), and every one of these is started.
+        let service = format!("w5-{i:07}");
         sqlx::query(
             "INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk, \
              rollback_plan, status, created_at, updated_at) VALUES (?, ?, 'staging', 'v1', 'alice', \
              '[\"JIRA-1\"]', NULL, 'redeploy', 'APPROVED', ?, ?)",
         )
         .bind(&id)
-        .bind(service(i))
+        .bind(&service)
         .bind(i as i64)
         .bind(i as i64)
         .execute(&mut *tx)
         .await?;
-        ids.push((id, service(i)));
+        ids.push((id, service));
     }
     tx.commit().await?;
 
