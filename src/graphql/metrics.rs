@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Request, Response, ServerError, Value};
 
 use crate::metrics;
@@ -90,24 +90,12 @@ fn type_label(kind: OperationType) -> &'static str {
     }
 }
 
-/// The operation the request will run, chosen the way async-graphql chooses it; `None`
-/// when there is no such operation (the request then fails).
+/// The operation the request will run and its name, as `select_operation` finds it.
 fn select(
     doc: &ExecutableDocument,
     requested: Option<&str>,
 ) -> Option<(OperationType, Option<String>)> {
-    match (&doc.operations, requested) {
-        (DocumentOperations::Single(op), None) => Some((op.node.ty, None)),
-        (DocumentOperations::Single(_), Some(_)) => None,
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).map(|op| (op.node.ty, Some(name.to_owned())))
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-            .iter()
-            .next()
-            .map(|(name, op)| (op.node.ty, Some(name.to_string()))),
-        (DocumentOperations::Multiple(_), None) => None,
-    }
+    super::select_operation(doc, requested).map(|(name, op)| (op.ty, name.map(|n| n.to_string())))
 }
 
 fn count_errors(response: &Response) {

@@ -117,6 +117,30 @@ impl RequestProbe {
     }
 }
 
+/// The operation a request runs, chosen the way async-graphql chooses it, with its name;
+/// `None` when the document has no such operation (the request then fails). The one
+/// place the hooks (metrics, response order) and the HTTP layer pick an operation.
+pub fn select_operation<'d>(
+    doc: &'d async_graphql::parser::types::ExecutableDocument,
+    requested: Option<&str>,
+) -> Option<(
+    Option<&'d async_graphql::Name>,
+    &'d async_graphql::parser::types::OperationDefinition,
+)> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&doc.operations, requested) {
+        (DocumentOperations::Single(op), None) => Some((None, &op.node)),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get_key_value(name)
+            .map(|(name, op)| (Some(name), &op.node)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(name, op)| (Some(name), &op.node))
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
 /// Answers a nullable field with null and records `err` for it. (Returning `Err` from a
 /// resolver would drop the field from `data` altogether.)
 fn null_with_error<T>(ctx: &Context<'_>, err: ApiError) -> Option<T> {

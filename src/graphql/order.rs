@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
-    Selection, SelectionSet,
+    Directive, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use async_graphql::registry::{MetaType, MetaTypeName, Registry};
 use async_graphql::{Name, Positioned, Response, Value, Variables};
@@ -90,7 +90,9 @@ impl Capture {
         let Some((document, variables)) = &captured.document else {
             return;
         };
-        let Some(operation) = find_operation(document, captured.operation_name.as_deref()) else {
+        let Some((_, operation)) =
+            super::select_operation(document, captured.operation_name.as_deref())
+        else {
             return;
         };
         let root = match operation.ty {
@@ -106,22 +108,6 @@ impl Capture {
             operation,
         };
         orderer.order(root, &[&operation.selection_set.node], &mut response.data);
-    }
-}
-
-fn find_operation<'d>(
-    document: &'d ExecutableDocument,
-    name: Option<&str>,
-) -> Option<&'d OperationDefinition> {
-    match (&document.operations, name) {
-        (DocumentOperations::Single(operation), _) => Some(&operation.node),
-        (DocumentOperations::Multiple(operations), Some(name)) => {
-            operations.get(name).map(|operation| &operation.node)
-        }
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            operations.values().next().map(|operation| &operation.node)
-        }
-        _ => None,
     }
 }
 

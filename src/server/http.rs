@@ -20,7 +20,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response as GraphQLResponse, ServerError, Variables};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 
 use super::{graphiql, request_error, AppState};
-use crate::graphql::{RequestProbe, MAX_COMPLEXITY};
+use crate::graphql::{select_operation, RequestProbe, MAX_COMPLEXITY};
 
 /// Headers a browser only sends cross-site after a CORS preflight the server allowed;
 /// any of them on a POST with a "simple" content type shows a script sent it on purpose.
@@ -632,18 +632,14 @@ fn params_from_pairs(pairs: Vec<(String, String)>) -> Result<Params, String> {
 /// The type of the operation a GET would run, when the document parses and names one.
 fn operation_type(params: &Params) -> Option<OperationType> {
     let document = async_graphql::parser::parse_query(&params.query).ok()?;
-    match (&document.operations, params.operation_name.as_deref()) {
-        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
-        (DocumentOperations::Multiple(operations), Some(name)) => {
-            operations.get(name).map(|operation| operation.node.ty)
-        }
-        (DocumentOperations::Multiple(operations), None) => {
-            // Ambiguous without a name (validation will say so); refuse if any writes.
-            operations
-                .values()
-                .map(|operation| operation.node.ty)
-                .find(|ty| *ty != OperationType::Query)
-        }
+    match select_operation(&document, params.operation_name.as_deref()) {
+        Some((_, operation)) => Some(operation.ty),
+        // No operation to run (validation will say why): refuse if any of them writes.
+        None => document
+            .operations
+            .iter()
+            .map(|(_, operation)| operation.node.ty)
+            .find(|ty| *ty != OperationType::Query),
     }
 }
 
