@@ -543,51 +543,11 @@ async fn frozen_comes_after_busy_and_the_override_overrides_frozen_only() {
 /// README.md's freeze walk-through, run as written (the conventions of `walkthrough.rs`).
 #[tokio::test]
 async fn the_readme_freeze_walkthrough_runs_as_written() {
-    const SECTION: &str = "## Freeze windows, step by step";
-    let readme = include_str!("../../README.md");
-    let start = readme.find(SECTION).expect("README has the walk-through");
-    let section = &readme[start + SECTION.len()..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let blocks: Vec<&str> = section
-        .split("```graphql\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap_or_default())
-        .collect();
-    assert_eq!(blocks.len(), 10, "the walk-through has its steps");
-
     let db = TestDb::new();
     let app = TestApp::start(&db, &["production"]).await;
-    let mut ids: Vec<(String, String)> = Vec::new();
-    let mut answers = Vec::new();
-    for block in blocks {
-        let mut document = block.to_owned();
-        for (placeholder, id) in &ids {
-            document = document.replace(placeholder.as_str(), id);
-        }
-        let first_line = document.lines().next().unwrap_or_default().to_owned();
-        let body = app.graphql(&document, json!({})).await;
-        if first_line.starts_with("# Refused: CONFLICT") {
-            let (code, err) = single_error(&body);
-            assert_eq!(code, "CONFLICT");
-            assert_eq!(err["extensions"]["reason"], "FROZEN");
-            answers.push(err.clone());
-            continue;
-        }
-        assert!(body.get("errors").is_none(), "{document}\n{body:#}");
-        let data = body["data"].clone();
-        if let Some(name) = first_line
-            .strip_prefix("# It is ")
-            .and_then(|rest| rest.strip_suffix(" below."))
-        {
-            let payload = data.as_object().unwrap().values().next().unwrap();
-            let id = payload["deployment"]["id"]
-                .as_str()
-                .or(payload["id"].as_str())
-                .expect("an id");
-            ids.push((name.to_owned(), id.to_owned()));
-        }
-        answers.push(data);
-    }
+    let answers = crate::walkthrough::run(&app, "## Freeze windows, step by step").await;
+    assert_eq!(answers.len(), 10, "the walk-through has its steps");
+    assert_eq!(answers[6]["extensions"]["reason"], "FROZEN");
     // "a Saturday here": in force.
     assert_eq!(answers[1]["freezeWindows"][0]["period"]["active"], true);
     assert_eq!(

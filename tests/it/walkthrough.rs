@@ -4,7 +4,7 @@
 //! it; `# Refused: CODE` must fail with that code; `# After the deadline` is asked again
 //! until the deployment has failed (the contract gives the server 2 seconds); every other
 //! block must succeed. The claims the text makes are checked too.
-//! (The freeze-window walk-through has its own test in `freeze.rs`.)
+//! `freeze.rs` runs the freeze-window walk-through through `run` too.
 
 use std::collections::HashMap;
 
@@ -25,11 +25,14 @@ fn blocks(heading: &str) -> Vec<String> {
         .collect()
 }
 
-/// The first `deployment.id` in a mutation's answer.
+/// The id a mutation's answer gives: its deployment's, or its own (a freeze window).
 fn deployment_id(data: &Value) -> Option<String> {
-    data.as_object()?
-        .values()
-        .find_map(|payload| payload["deployment"]["id"].as_str().map(str::to_owned))
+    data.as_object()?.values().find_map(|payload| {
+        payload["deployment"]["id"]
+            .as_str()
+            .or(payload["id"].as_str())
+            .map(str::to_owned)
+    })
 }
 
 fn stop<'a>(train: &'a Value, environment: &str) -> &'a Value {
@@ -43,9 +46,9 @@ fn stop<'a>(train: &'a Value, environment: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("a stop for {environment}: {train:#}"))
 }
 
-/// Runs every block of `heading` in order; the answers (`data`) of the blocks that
-/// succeeded, in order.
-async fn run(app: &TestApp, heading: &str) -> Vec<Value> {
+/// Runs every block of `heading` in order; one answer per block, in order: its `data`,
+/// or for a refused block its error.
+pub async fn run(app: &TestApp, heading: &str) -> Vec<Value> {
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut answers = Vec::new();
     for block in blocks(heading) {
@@ -70,6 +73,7 @@ async fn run(app: &TestApp, heading: &str) -> Vec<Value> {
         {
             let got = body["errors"][0]["extensions"]["code"].as_str();
             assert_eq!(got, Some(code), "{document}\n{body:#}");
+            answers.push(body["errors"][0].clone());
             continue;
         }
         assert!(body.get("errors").is_none(), "{document}\n{body:#}");
