@@ -19,6 +19,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Built once, at start: the size of `Serve` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL API (the default).
@@ -74,6 +76,33 @@ pub struct ServeArgs {
     /// Log lines as human-readable text or as one JSON object per line.
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Base URL of an Anthropic Messages API (`POST {url}/v1/messages`) that drafts
+    /// release notes. With the key and the model set too; otherwise drafts are templates.
+    #[arg(long, env = "SHIPLOG_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// API key of the language model (sent as `x-api-key`; never logged).
+    #[arg(long, env = "SHIPLOG_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<crate::llm::ApiKey>,
+    /// Model that drafts release notes, e.g. `claude-sonnet-4-5`.
+    #[arg(long, env = "SHIPLOG_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// Wait before the first retry of a webhook delivery or executor trigger, in
+    /// milliseconds; doubled after each failed attempt (+/- 20%), at most an hour.
+    #[arg(long, env = "SHIPLOG_WEBHOOK_BACKOFF_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_backoff_ms: u64,
+    /// Attempts of a webhook delivery or executor trigger before it is FAILED.
+    #[arg(long, env = "SHIPLOG_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+    /// Let webhooks and HTTP executors reach loopback, private and link-local addresses.
+    #[arg(long, env = "SHIPLOG_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// The GitHub API that GITHUB_ACTIONS targets are dispatched through.
+    #[arg(
+        long,
+        env = "SHIPLOG_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,9 +112,38 @@ pub enum LogFormat {
 }
 
 impl ServeArgs {
-    /// The request and connection limits these flags set.
+    /// The language model that drafts release notes: all three settings, or none; an
+    /// error when only some are given.
+    pub fn llm_config(&self) -> Result<Option<crate::llm::LlmConfig>, crate::llm::LlmError> {
+        crate::llm::LlmConfig::from_settings(
+            self.llm_url.as_deref(),
+            self.llm_api_key.as_ref(),
+            self.llm_model.as_deref(),
+        )
+    }
+
+    /// How webhook deliveries and executor triggers are retried.
+    pub fn retry_policy(&self) -> crate::domain::integrations::RetryPolicy {
+        crate::domain::integrations::RetryPolicy {
+            backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
+            max_attempts: self.webhook_max_attempts,
+        }
+    }
+
+    /// How webhooks and executors are reached.
+    pub fn sender_options(&self) -> crate::integrations::client::SenderOptions {
+        crate::integrations::client::SenderOptions {
+            allow_private: self.webhook_allow_private,
+            github_api_url: self.github_api_url.trim().to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// The request and connection limits these flags set, and the outbox's sender
+    /// (None if its HTTP client cannot be set up).
     pub fn server_options(&self) -> crate::server::ServerOptions {
         crate::server::ServerOptions {
+            outbox: crate::outbox::OutboxSender::new(self.sender_options()).ok(),
             max_batch: self.max_batch as usize,
             max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
             cors_origins: self

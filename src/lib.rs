@@ -16,8 +16,13 @@
 pub mod config;
 pub mod domain;
 pub mod graphql;
+pub mod integrations;
+/// The language-model client that drafts release notes (Anthropic Messages API).
+pub mod llm;
 /// Operations: Prometheus metrics (`GET /metrics`) and request ids.
 pub mod metrics;
+/// Sends webhook deliveries and executor triggers after their events commit.
+pub mod outbox;
 pub mod server;
 pub mod store;
 /// The server task that fails STARTED deployments at their start deadline.

@@ -73,17 +73,37 @@ enum ServeError {
     Signals(std::io::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Llm(#[from] shiplog::llm::LlmError),
+    #[error("cannot set up the HTTP client for webhooks and executors")]
+    Outbox,
 }
 
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let signals = server::ShutdownSignals::install().map_err(ServeError::Signals)?;
     let production = ProductionEnvironments::new(&args.production_environments);
+    let llm = match args.llm_config()? {
+        Some(config) => {
+            let client = shiplog::llm::Client::new(&config)?;
+            tracing::info!(
+                model = client.model(),
+                "release notes are drafted by a language model"
+            );
+            Some(std::sync::Arc::new(client))
+        }
+        None => None,
+    };
+    let options = args.server_options();
+    if options.outbox.is_none() {
+        return Err(ServeError::Outbox);
+    }
     let store = Store::open(&StoreConfig {
         production: production.clone(),
+        retry: args.retry_policy(),
         ..StoreConfig::new(&args.database_url)
     })
     .await?;
-    let schema = graphql::schema(store.clone(), production);
+    let schema = graphql::schema_for(store.clone(), production, llm, options.outbox.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -96,13 +116,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         signals.recv().await;
         let _ = stopping_tx.send(());
     };
-    let serving = server::run_with(
-        listener,
-        schema,
-        store.clone(),
-        args.server_options(),
-        signal,
-    );
+    let serving = server::run_with(listener, schema, store.clone(), options, signal);
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => result.map_err(ServeError::Serve)?,

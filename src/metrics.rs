@@ -32,6 +32,9 @@ pub const WRITE_GROUP_SIZE: &str = "shiplog_write_group_size";
 pub const WRITES_QUEUED: &str = "shiplog_writes_queued";
 /// Open GraphQL subscriptions.
 pub const LIVE_SUBSCRIBERS: &str = "shiplog_live_subscribers";
+/// Attempts of webhook deliveries and executor triggers, by `kind` (`webhook`,
+/// `executor`) and `outcome` (`succeeded`, `failed`).
+pub const OUTBOX_ATTEMPTS: &str = "shiplog_outbox_attempts_total";
 
 /// From a cache hit to a request that hits every timeout.
 const DURATION_BUCKETS: &[f64] = &[
@@ -134,6 +137,10 @@ fn describe() {
         "Writes waiting for the writer task, sampled as it takes and finishes each group"
     );
     metrics::describe_gauge!(LIVE_SUBSCRIBERS, "Open GraphQL subscriptions");
+    metrics::describe_counter!(
+        OUTBOX_ATTEMPTS,
+        "Attempts of webhook deliveries and executor triggers, by kind (webhook, executor) and outcome (succeeded, failed)"
+    );
 }
 
 /// The exposition of every metric, in the Prometheus text format.
@@ -241,6 +248,13 @@ pub fn write_group(writes: usize, committed: bool) {
     let outcome = if committed { "committed" } else { "failed" };
     metrics::counter!(WRITE_GROUPS, "outcome" => outcome).increment(1);
     metrics::histogram!(WRITE_GROUP_SIZE).record(writes as f64);
+}
+
+/// One attempt of a webhook delivery or executor trigger (`kind`: webhook, executor).
+pub fn outbox_attempt(kind: &'static str, succeeded: bool) {
+    handle();
+    let outcome = if succeeded { "succeeded" } else { "failed" };
+    metrics::counter!(OUTBOX_ATTEMPTS, "kind" => kind, "outcome" => outcome).increment(1);
 }
 
 /// One writer's share of the queued-writes gauge. Several stores can live in one process

@@ -18,9 +18,9 @@ use crate::seed::{seed, service};
 use crate::server::Server;
 use crate::{path_str, percentile, BenchError, Plan, Row};
 
-const CREATE: &str = "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { deployment { id status } event { cursor } } }";
+pub(crate) const CREATE: &str = "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { deployment { id status } event { cursor } } }";
 
-fn create_vars(i: usize) -> Value {
+pub(crate) fn create_vars(i: usize) -> Value {
     json!({ "input": {
         "service": service(i), "environment": "staging", "version": format!("v2.{i}"),
         "requester": "alice", "workRefs": ["JIRA-7"], "risk": "low",
@@ -60,7 +60,7 @@ pub fn dashboard(total_count: bool, filter: bool) -> String {
 }
 
 /// Posts a document; `Err` for a transport failure or a response with errors.
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     url: &str,
     query: &str,
@@ -80,14 +80,14 @@ async fn post(
 }
 
 #[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u64>,
-    ok: u64,
-    failed: u64,
+pub(crate) struct Tally {
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
 }
 
 impl Tally {
-    fn merge(tallies: Vec<Tally>) -> Tally {
+    pub(crate) fn merge(tallies: Vec<Tally>) -> Tally {
         let mut all = Tally::default();
         for t in tallies {
             all.latencies_us.extend(t.latencies_us);
@@ -98,7 +98,7 @@ impl Tally {
         all
     }
 
-    fn record(&mut self, started: Instant, result: &Result<Value, String>) {
+    pub(crate) fn record(&mut self, started: Instant, result: &Result<Value, String>) {
         self.latencies_us.push(started.elapsed().as_micros() as u64);
         match result {
             Ok(_) => self.ok += 1,

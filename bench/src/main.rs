@@ -6,6 +6,7 @@
 mod load;
 mod seed;
 mod server;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only these workloads (w1..w6, sql, and w2-parts: where a W2 page's time goes),
+    /// Only these workloads (w1..w7, sql, and w2-parts: where a W2 page's time goes),
     /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -40,6 +41,14 @@ pub struct Plan {
     pub w4_rate: u32,
     pub w4_burst: usize,
     pub w5_rows: usize,
+    /// W7: each of its four write phases (0, N, 0, N webhooks), and the paced phase.
+    pub w7_phase: Duration,
+    /// W7: active webhooks (each with its own local receiver) in the phases with them.
+    pub w7_webhooks: usize,
+    /// W7: the longest wait, after a phase's writes, for its last deliveries.
+    pub w7_tail: Duration,
+    /// W7: commits per second of the paced phase.
+    pub w7_rate: u32,
 }
 
 impl Plan {
@@ -56,6 +65,10 @@ impl Plan {
                 w4_rate: 5,
                 w4_burst: 20,
                 w5_rows: 50_000,
+                w7_phase: Duration::from_secs(1),
+                w7_webhooks: 5,
+                w7_tail: Duration::from_secs(30),
+                w7_rate: 20,
             }
         } else {
             Plan {
@@ -69,6 +82,10 @@ impl Plan {
                 w4_rate: 5,
                 w4_burst: 50,
                 w5_rows: 200_000,
+                w7_phase: Duration::from_secs(15),
+                w7_webhooks: 5,
+                w7_tail: Duration::from_secs(120),
+                w7_rate: 20,
             }
         }
     }
@@ -156,6 +173,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
     if wants("w6") {
         for row in load::w6_train(&plan, &binary, work.path()).await? {
+            eprintln!("{}", row.workload);
+            rows.push(row);
+        }
+    }
+    if wants("w7") {
+        for row in webhooks::w7_webhooks(&plan, &binary, work.path()).await? {
             eprintln!("{}", row.workload);
             rows.push(row);
         }

@@ -43,10 +43,20 @@ pub struct Server {
 
 impl Server {
     pub async fn start(binary: &Path, db: &Path) -> Result<Server, BenchError> {
+        Self::start_with_env(binary, db, &[]).await
+    }
+
+    /// As [`Server::start`], with extra environment variables (settings) for the server.
+    pub async fn start_with_env(
+        binary: &Path,
+        db: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Server, BenchError> {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--database-url"])
             .arg(db)
             .env("RUST_LOG", "shiplog=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

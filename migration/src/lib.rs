@@ -11,6 +11,7 @@ mod m20261125_000003_release_train;
 mod m20261125_000004_start_guards;
 mod m20261125_000005_freeze_windows;
 mod m20261125_000006_start_timeouts;
+mod m20261125_000007_integrations;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_start_guards::Migration),
             Box::new(m20261125_000005_freeze_windows::Migration),
             Box::new(m20261125_000006_start_timeouts::Migration),
+            Box::new(m20261125_000007_integrations::Migration),
         ]
     }
 }

@@ -2,11 +2,14 @@
 //! records an action produces. Pure: no I/O, no database, no GraphQL. The store persists
 //! what this module decides; the API translates it.
 
+pub mod destination;
 mod environment;
 pub mod freeze;
 mod guards;
+pub mod integrations;
 mod lifecycle;
 mod promotion;
+pub mod release_notes;
 mod timeout;
 mod train;
 mod validation;

@@ -10,6 +10,7 @@ use crate::store::DeploymentKey;
 
 const DEPLOYMENT: &str = "d1:";
 const EVENT: &str = "e1:";
+const DELIVERY: &str = "w1:";
 
 pub fn deployment(key: DeploymentKey) -> String {
     URL_SAFE_NO_PAD.encode(format!("{DEPLOYMENT}{}:{}", key.created_at_ms, key.id))
@@ -17,6 +18,18 @@ pub fn deployment(key: DeploymentKey) -> String {
 
 pub fn event(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{EVENT}{seq}"))
+}
+
+pub fn delivery(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{DELIVERY}{seq}"))
+}
+
+/// Reads a webhook delivery cursor given as argument `field`.
+pub fn parse_delivery(field: &str, cursor: &str) -> Result<i64, ApiError> {
+    decode(cursor, DELIVERY)
+        .and_then(|rest| rest.parse::<i64>().ok())
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(|| malformed(field))
 }
 
 /// Reads a deployment cursor given as argument `field`.

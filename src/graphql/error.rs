@@ -7,7 +7,7 @@
 use async_graphql::{ErrorExtensionValues, Value};
 
 use crate::domain::{Refusal, Status, ValidationErrors};
-use crate::store::{FreezeWindowError, StoreError};
+use crate::store::{FreezeWindowError, IntegrationError, StoreError};
 
 #[derive(Debug, Clone)]
 pub enum ApiError {
@@ -143,6 +143,28 @@ impl From<StoreError> for ApiError {
                 }
             }
             StoreError::FreezeWindow(err @ FreezeWindowError::TooMany) => {
+                ApiError::bad_input("input", err.to_string())
+            }
+            StoreError::Integration(IntegrationError::WebhookNotFound(id)) => {
+                ApiError::NotFoundOf {
+                    what: "webhook",
+                    id: id.to_string(),
+                }
+            }
+            StoreError::Integration(IntegrationError::DeliveryNotFound(id)) => {
+                ApiError::NotFoundOf {
+                    what: "webhook delivery",
+                    id: id.to_string(),
+                }
+            }
+            StoreError::Integration(IntegrationError::TargetNotFound {
+                service,
+                environment,
+            }) => ApiError::NotFoundOf {
+                what: "deployment target",
+                id: format!("{service}/{environment}"),
+            },
+            StoreError::Integration(err @ IntegrationError::TooManyWebhooks) => {
                 ApiError::bad_input("input", err.to_string())
             }
             internal => {

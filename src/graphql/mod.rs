@@ -7,12 +7,14 @@ mod error;
 mod freeze;
 mod guards;
 mod hooks;
+mod integrations;
 mod limits;
 mod loaders;
 mod metrics;
 mod mutation;
 mod order;
 mod query;
+mod release_notes;
 mod subscription;
 mod train;
 mod types;
@@ -39,7 +41,38 @@ pub const MAX_COMPLEXITY: usize = 10_000;
 
 /// The schema, ready to serve requests against `store`.
 pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema {
+    schema_with_llm(store, production, None)
+}
+
+/// The schema, with `llm` (when given) drafting release notes.
+pub fn schema_with_llm(
+    store: Store,
+    production: ProductionEnvironments,
+    llm: Option<std::sync::Arc<crate::llm::Client>>,
+) -> ShiplogSchema {
+    let outbox = crate::outbox::OutboxSender::new(Default::default()).ok();
+    schema_for(store, production, llm, outbox)
+}
+
+/// The schema, with `llm` (when given) drafting release notes, and `outbox` checking
+/// the addresses of webhooks and HTTP targets as the dispatcher will (None: URLs are
+/// only checked for their form).
+pub fn schema_for(
+    store: Store,
+    production: ProductionEnvironments,
+    llm: Option<std::sync::Arc<crate::llm::Client>>,
+    outbox: Option<crate::outbox::OutboxSender>,
+) -> ShiplogSchema {
     Schema::build(Query, Mutation, Subscription)
+        .data(outbox)
+        .data(DataLoader::new(
+            integrations::EventBySeqLoader(store.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            integrations::ExecutionLoader(store.clone()),
+            tokio::spawn,
+        ))
         .data(DataLoader::new(EventsLoader(store.clone()), tokio::spawn))
         .data(DataLoader::new(
             DeploymentLoader(store.clone()),
@@ -55,9 +88,16 @@ pub fn schema(store: Store, production: ProductionEnvironments) -> ShiplogSchema
         ))
         .data(store)
         .data(production)
+        .data(release_notes::Drafter(llm))
         .extension(Hooks::default())
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
+}
+
+/// The opaque cursor of the event with this sequence number, as the API gives it (for
+/// the payloads of webhooks, which carry the same fields as the GraphQL types).
+pub fn event_cursor(seq: i64) -> String {
+    cursor::event(seq)
 }
 
 /// The SDL of the schema, as `shiplog export-schema` prints it.

@@ -219,6 +219,57 @@ impl Mutation {
     ) -> Result<super::freeze::FreezeWindowObject, ApiError> {
         super::freeze::remove(ctx, input).await
     }
+
+    async fn create_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::CreateWebhookInput,
+    ) -> Result<super::integrations::WebhookObject, ApiError> {
+        super::integrations::create_webhook(ctx, input).await
+    }
+
+    async fn update_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::UpdateWebhookInput,
+    ) -> Result<super::integrations::WebhookObject, ApiError> {
+        super::integrations::update_webhook(ctx, input).await
+    }
+
+    /// Deletes the webhook and its deliveries; pending ones are not sent.
+    async fn delete_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::DeleteWebhookInput,
+    ) -> Result<super::integrations::WebhookObject, ApiError> {
+        super::integrations::delete_webhook(ctx, input).await
+    }
+
+    /// Schedules one more attempt now, whatever its status.
+    async fn redeliver_webhook_delivery(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::RedeliverWebhookDeliveryInput,
+    ) -> Result<super::integrations::DeliveryObject, ApiError> {
+        super::integrations::redeliver(ctx, input).await
+    }
+
+    /// Creates or replaces the target of (service, environment).
+    async fn configure_deployment_target(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::ConfigureDeploymentTargetInput,
+    ) -> Result<super::integrations::TargetObject, ApiError> {
+        super::integrations::configure_target(ctx, input).await
+    }
+
+    async fn remove_deployment_target(
+        &self,
+        ctx: &Context<'_>,
+        input: super::integrations::RemoveDeploymentTargetInput,
+    ) -> Result<super::integrations::TargetObject, ApiError> {
+        super::integrations::remove_target(ctx, input).await
+    }
 }
 
 /// Every lifecycle mutation: check the input (all problems at once), then let the store

@@ -32,6 +32,14 @@ impl Query {
         if let Some(w) = store.freeze_window(id).await? {
             return Ok(Some(Node::FreezeWindow(w.into())));
         }
+        if let Some(w) = store.webhook(id).await? {
+            return Ok(Some(Node::Webhook(w.into())));
+        }
+        if let Some(d) = store.delivery(id).await? {
+            return Ok(Some(Node::WebhookDelivery(
+                super::integrations::DeliveryObject::new(d),
+            )));
+        }
         Ok(store
             .environment_by_id(id)
             .await?
@@ -170,9 +178,36 @@ impl Query {
         let page = store(ctx)?.event_page(&filter, first, after).await?;
         Ok(DeploymentEventConnection::new(page, after.is_some()))
     }
+
+    /// A draft for promoting `version` of `service` into `environment`: covers the deployments of the service after the version live there, up to `version`.
+    async fn draft_release_notes(
+        &self,
+        ctx: &Context<'_>,
+        service: String,
+        environment: String,
+        version: String,
+    ) -> Result<super::release_notes::ReleaseNotesDraftObject, ApiError> {
+        super::release_notes::draft(ctx, &service, &environment, &version).await
+    }
+
+    /// Every webhook, oldest first.
+    async fn webhooks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::integrations::WebhookObject>, ApiError> {
+        super::integrations::webhooks(ctx).await
+    }
+
+    /// Every deployment target, by service and environment.
+    async fn deployment_targets(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::integrations::TargetObject>, ApiError> {
+        super::integrations::targets(ctx).await
+    }
 }
 
-fn page_size(first: Option<i32>) -> Result<u64, ApiError> {
+pub(super) fn page_size(first: Option<i32>) -> Result<u64, ApiError> {
     match first.unwrap_or(DEFAULT_PAGE_SIZE) {
         n @ 0..=MAX_PAGE_SIZE => Ok(n as u64),
         _ => Err(ApiError::bad_input(
@@ -183,6 +218,6 @@ fn page_size(first: Option<i32>) -> Result<u64, ApiError> {
 }
 
 /// The page size a query asks for, as the complexity analysis counts it.
-fn page_size_hint(first: Option<i32>) -> usize {
+pub(super) fn page_size_hint(first: Option<i32>) -> usize {
     first.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize
 }

@@ -74,6 +74,8 @@ pub enum Node {
     DeploymentEvent(EventObject),
     Environment(EnvironmentObject),
     FreezeWindow(super::freeze::FreezeWindowObject),
+    Webhook(super::integrations::WebhookObject),
+    WebhookDelivery(super::integrations::DeliveryObject),
 }
 
 /// Reads a client-given id (argument `field`): a UUID, in any case.
@@ -207,6 +209,13 @@ impl DeploymentObject {
     /// Stored trimmed, up to 10,000 characters; null when none was given.
     async fn release_notes(&self) -> Option<&str> {
         self.deployment.release_notes.as_deref()
+    }
+    /// The executor run triggered for this deployment, if its (service, environment) has a deployment target.
+    async fn execution(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::integrations::ExecutionObject>, ApiError> {
+        super::integrations::execution_of(ctx, self.deployment.id).await
     }
 }
 

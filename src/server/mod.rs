@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub cors_origins: Vec<String>,
     /// Limits of the WebSocket endpoint.
     pub ws: WsLimits,
+    /// Sends webhook deliveries and executor triggers; None: they stay PENDING.
+    pub outbox: Option<crate::outbox::OutboxSender>,
 }
 
 impl Default for ServerOptions {
@@ -52,6 +54,7 @@ impl Default for ServerOptions {
             max_response_bytes: 16 * 1024 * 1024,
             cors_origins: Vec::new(),
             ws: WsLimits::default(),
+            outbox: crate::outbox::OutboxSender::new(Default::default()).ok(),
         }
     }
 }
@@ -211,6 +214,11 @@ pub async fn run_with(
     // Fails STARTED deployments at their start deadline; ends when told to stop, with
     // the subscriptions.
     let timeouts = crate::timeouts::spawn(store.clone(), stopping.clone());
+    // Sends what the outbox holds; ends with the timeout task.
+    let outbox = options
+        .outbox
+        .as_ref()
+        .map(|sender| crate::outbox::spawn(store.clone(), sender.0.clone(), stopping.clone()));
     let app = router(schema, store, Stopping::new(stopping), options);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -223,6 +231,10 @@ pub async fn run_with(
     // a timeout write it submitted goes on in the writer regardless.
     timeouts.abort();
     let _ = timeouts.await;
+    if let Some(outbox) = outbox {
+        outbox.abort();
+        let _ = outbox.await;
+    }
     served
 }
 

@@ -12,7 +12,10 @@ mod entity;
 mod environments;
 mod freeze;
 mod guards;
+mod outbox;
+mod payload;
 mod promotion;
+mod release_notes;
 mod rows;
 mod timeouts;
 mod train;
@@ -28,6 +31,8 @@ pub use train::TRAIN_DEPLOYMENTS;
 pub use freeze::FreezeWindowError;
 
 pub use guards::PlaceFacts;
+pub use outbox::{Attempt, Delivery, DeliveryJob, ExecutionJob, IntegrationError, Lane};
+pub use payload::deployment_json;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -69,6 +74,8 @@ pub struct StoreConfig {
     /// The production set of the naming rule: environments registered by use whose
     /// names are in it get tier PRODUCTION.
     pub production: ProductionEnvironments,
+    /// How webhook deliveries and executor triggers are retried.
+    pub retry: crate::domain::integrations::RetryPolicy,
 }
 
 impl StoreConfig {
@@ -79,6 +86,7 @@ impl StoreConfig {
             busy_timeout: Duration::from_secs(5),
             live_buffer: 1024,
             production: ProductionEnvironments::default(),
+            retry: Default::default(),
         }
     }
 }
@@ -106,6 +114,9 @@ pub enum StoreError {
     /// A freeze window that is unknown, already removed, or one too many.
     #[error(transparent)]
     FreezeWindow(FreezeWindowError),
+    /// A webhook, delivery or deploy target that is unknown, or one webhook too many.
+    #[error(transparent)]
+    Integration(IntegrationError),
 }
 
 /// An event with its place in the global commit order.
@@ -196,6 +207,8 @@ pub struct Store {
     quiet_read: DatabaseConnection,
     /// Notified by the writer after a start with a deadline commits (`timeouts.rs`).
     deadlines: Arc<tokio::sync::Notify>,
+    /// Notified by the writer after deliveries or executions commit (`crate::outbox`).
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -226,11 +239,16 @@ impl Store {
         });
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
         let deadlines = Arc::new(tokio::sync::Notify::new());
+        let outbox = Arc::new(tokio::sync::Notify::new());
         let writes = writer::spawn(
             write.clone(),
             hub.clone(),
             Arc::new(config.production.clone()),
-            deadlines.clone(),
+            writer::Wake {
+                deadlines: deadlines.clone(),
+                outbox: outbox.clone(),
+            },
+            config.retry,
         );
         Ok(Self {
             read,
@@ -240,6 +258,7 @@ impl Store {
             read_statements,
             quiet_read,
             deadlines,
+            outbox,
         })
     }
 
@@ -463,6 +482,17 @@ impl Store {
             .await?
             .map(rows::event)
             .transpose()
+    }
+
+    /// The events with these sequence numbers, in one statement.
+    pub async fn events_by_seqs(&self, seqs: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
+        event::Entity::find()
+            .filter(event::Column::Seq.is_in(seqs.iter().copied()))
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(rows::event)
+            .collect()
     }
 
     /// Whether an event with this sequence number exists.

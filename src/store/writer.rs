@@ -25,14 +25,19 @@ use super::entity::{deployment, event};
 use super::environments;
 use super::freeze;
 use super::guards;
+use super::outbox::{self, Delivery};
 use super::promotion;
 use super::timeouts;
 use super::{immediate, now, rows, StoreError, StoredEvent, Written};
 use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow};
+use crate::domain::integrations::{
+    AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
+    WebhookUpdate,
+};
 use crate::domain::Status;
 use crate::domain::{
-    ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind, NewDeployment,
-    ProductionEnvironments, Promotion, Refusal,
+    Action, ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind,
+    NewDeployment, ProductionEnvironments, Promotion, Refusal, TIMEOUT_ACTOR,
 };
 use crate::metrics;
 
@@ -50,6 +55,27 @@ pub(super) enum Write {
     TimeOut(Uuid),
     CreateFreezeWindow(NewFreezeWindow),
     RemoveFreezeWindow(Uuid, FreezeRemoval),
+    CreateWebhook(NewWebhook),
+    UpdateWebhook(Uuid, WebhookUpdate),
+    DeleteWebhook(Uuid),
+    /// One more attempt of a delivery, now.
+    Redeliver(Uuid),
+    /// An attempt of a delivery (by seq) was made; `f64` is the retry jitter.
+    DeliveryAttempt(i64, AttemptReport, f64),
+    ConfigureTarget(NewTarget),
+    RemoveTarget(String, String),
+    /// An attempt of an execution (by seq) was made; `f64` is the retry jitter.
+    ExecutionAttempt(i64, AttemptReport, f64),
+}
+
+impl Write {
+    /// Whether the write changes the webhooks (so the writer's copy must be re-read).
+    fn changes_webhooks(&self) -> bool {
+        matches!(
+            self,
+            Write::CreateWebhook(_) | Write::UpdateWebhook(..) | Write::DeleteWebhook(_)
+        )
+    }
 }
 
 pub(super) struct Job {
@@ -63,6 +89,17 @@ pub(super) enum Reply {
     Written(oneshot::Sender<Result<Written, StoreError>>),
     Environment(oneshot::Sender<Result<Environment, StoreError>>),
     FreezeWindow(oneshot::Sender<Result<FreezeWindow, StoreError>>),
+    Integration(oneshot::Sender<Result<Integration, StoreError>>),
+}
+
+/// What a webhook or target write answers.
+#[derive(Debug)]
+pub(super) enum Integration {
+    Webhook(Webhook),
+    Delivery(Delivery),
+    Target(DeploymentTarget),
+    /// An attempt was recorded.
+    Recorded,
 }
 
 impl Reply {
@@ -88,6 +125,12 @@ impl Reply {
                     _ => Err(mismatch()),
                 }));
             }
+            Reply::Integration(tx) => {
+                let _ = tx.send(answer.and_then(|outcome| match outcome {
+                    Outcome::Integration(answer, _) => Ok(answer),
+                    _ => Err(mismatch()),
+                }));
+            }
         }
     }
 }
@@ -106,6 +149,19 @@ enum Outcome {
     Deployment(Done),
     Environment(Environment),
     FreezeWindow(FreezeWindow),
+    /// A webhook or target write, and the deployment write it led to (a DEPLOY trigger
+    /// that failed for good fails its deployment).
+    Integration(Integration, Option<Done>),
+}
+
+impl Outcome {
+    /// The deployment write in this outcome, whose event is published after commit.
+    fn done(&self) -> Option<&Done> {
+        match self {
+            Outcome::Deployment(done) | Outcome::Integration(_, Some(done)) => Some(done),
+            _ => None,
+        }
+    }
 }
 
 impl From<Done> for Outcome {
@@ -120,72 +176,188 @@ struct Done {
     fresh: bool,
 }
 
+/// The tasks the writer wakes after a commit.
+pub(super) struct Wake {
+    /// The start-timeout task, after a start with a deadline.
+    pub deadlines: Arc<tokio::sync::Notify>,
+    /// The outbox, after deliveries or executions were written.
+    pub outbox: Arc<tokio::sync::Notify>,
+}
+
+/// What the writer keeps between groups.
+struct State {
+    production: Arc<ProductionEnvironments>,
+    retry: RetryPolicy,
+    /// The active webhooks, read in a write transaction; None when a webhook write may
+    /// have changed them.
+    webhooks: Option<Arc<Vec<Webhook>>>,
+}
+
 pub(super) fn spawn(
     db: DatabaseConnection,
     hub: broadcast::Sender<Arc<StoredEvent>>,
     production: Arc<ProductionEnvironments>,
-    deadlines: Arc<tokio::sync::Notify>,
+    wake: Wake,
+    retry: RetryPolicy,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     tokio::spawn(async move {
         let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut state = State {
+            production,
+            retry,
+            webhooks: None,
+        };
         // Sampled where the writer touches its queue: what is left behind when a group is
         // taken, and what piled up while it was committed.
         let mut queued = metrics::QueuedWrites::new();
         // Ends when every `Store` clone is gone.
         while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
             queued.set(rx.len());
-            commit_group(
-                &db,
-                &hub,
-                &production,
-                &deadlines,
-                std::mem::take(&mut group),
-            )
-            .await;
+            commit_group(&db, &hub, &mut state, &wake, std::mem::take(&mut group)).await;
             queued.set(rx.len());
         }
     });
     tx
 }
 
+/// The active webhooks as this transaction sees them.
+async fn webhooks(
+    txn: &impl ConnectionTrait,
+    state: &mut State,
+) -> Result<Arc<Vec<Webhook>>, StoreError> {
+    if let Some(webhooks) = &state.webhooks {
+        return Ok(webhooks.clone());
+    }
+    let webhooks = Arc::new(outbox::active_webhooks(txn).await?);
+    state.webhooks = Some(webhooks.clone());
+    Ok(webhooks)
+}
+
+/// Runs one write in its savepoint, and writes the deliveries and the execution its
+/// event asks for in the same savepoint. Returns its outcome and whether the outbox has
+/// new work.
+async fn run_write(
+    txn: &impl ConnectionTrait,
+    state: &mut State,
+    write: &Write,
+) -> Result<(Outcome, bool), StoreError> {
+    let production = state.production.clone();
+    let production = production.as_ref();
+    let mut outbox_work = false;
+    let outcome = match write {
+        Write::Create(new) => create(txn, new, production).await.map(Outcome::from),
+        Write::Transition(id, command) => transition(txn, *id, command).await.map(Outcome::from),
+        Write::TimeOut(id) => timeouts::time_out(txn, *id).await.map(|written| {
+            Outcome::from(Done {
+                written,
+                fresh: true,
+            })
+        }),
+        Write::Promote(promotion) => promotion::promote(txn, promotion, production)
+            .await
+            .map(|(written, fresh)| Outcome::from(Done { written, fresh })),
+        Write::ConfigureEnvironment(config) => environments::configure(txn, config, production)
+            .await
+            .map(Outcome::Environment),
+        Write::CreateFreezeWindow(new) => freeze::create(txn, new, production)
+            .await
+            .map(Outcome::FreezeWindow),
+        Write::RemoveFreezeWindow(id, removal) => freeze::remove(txn, *id, removal)
+            .await
+            .map(Outcome::FreezeWindow),
+        Write::CreateWebhook(new) => outbox::create_webhook(txn, new)
+            .await
+            .map(|w| Outcome::Integration(Integration::Webhook(w), None)),
+        Write::UpdateWebhook(id, update) => outbox::update_webhook(txn, *id, update)
+            .await
+            .map(|w| Outcome::Integration(Integration::Webhook(w), None)),
+        Write::DeleteWebhook(id) => outbox::delete_webhook(txn, *id)
+            .await
+            .map(|w| Outcome::Integration(Integration::Webhook(w), None)),
+        Write::Redeliver(id) => {
+            outbox_work = true;
+            outbox::redeliver(txn, *id)
+                .await
+                .map(|d| Outcome::Integration(Integration::Delivery(d), None))
+        }
+        Write::DeliveryAttempt(seq, report, jitter) => {
+            outbox::record_delivery_attempt(txn, *seq, report, &state.retry, *jitter)
+                .await
+                .map(|()| Outcome::Integration(Integration::Recorded, None))
+        }
+        Write::ConfigureTarget(new) => outbox::configure_target(txn, new)
+            .await
+            .map(|t| Outcome::Integration(Integration::Target(t), None)),
+        Write::RemoveTarget(service, environment) => {
+            outbox::remove_target(txn, service, environment)
+                .await
+                .map(|t| Outcome::Integration(Integration::Target(t), None))
+        }
+        Write::ExecutionAttempt(seq, report, jitter) => {
+            let result =
+                outbox::record_execution_attempt(txn, *seq, report, &state.retry, *jitter).await?;
+            let failed = match result.fail {
+                Some((id, executor, error)) => executor_failed(txn, id, executor, &error).await?,
+                None => None,
+            };
+            Ok(Outcome::Integration(Integration::Recorded, failed))
+        }
+    }?;
+    if let Some(done) = outcome.done() {
+        if done.fresh {
+            let webhooks = webhooks(txn, state).await?;
+            let deliveries = outbox::enqueue_deliveries(txn, &done.written, &webhooks).await?;
+            let execution = outbox::enqueue_execution(txn, &done.written).await?;
+            outbox_work |= deliveries > 0 || execution;
+        }
+    }
+    Ok((outcome, outbox_work))
+}
+
+/// Records FAILED on a deployment whose DEPLOY trigger failed for good, if it is still
+/// STARTED (an outcome its executor or anyone reported first wins).
+async fn executor_failed(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+    executor: ExecutorKind,
+    error: &str,
+) -> Result<Option<Done>, StoreError> {
+    let note = crate::domain::integrations::executor_failure_note(executor, error);
+    let command = ActionCommand::validate(Action::Fail, TIMEOUT_ACTOR, Some(&note))
+        .map_err(StoreError::Invalid)?;
+    match transition(txn, id, &command).await {
+        Ok(done) => Ok(Some(done)),
+        Err(StoreError::Refused(Refusal::Conflict { .. })) | Err(StoreError::NotFound(_)) => {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 async fn commit_group(
     db: &DatabaseConnection,
     hub: &broadcast::Sender<Arc<StoredEvent>>,
-    production: &ProductionEnvironments,
-    deadlines: &tokio::sync::Notify,
+    state: &mut State,
+    wake: &Wake,
     group: Vec<Job>,
 ) {
     let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
+    let mut outbox_work = false;
     let committed = async {
         let txn = db.begin_with_options(immediate()).await?;
         for job in &group {
             let savepoint = txn.begin().await?;
-            let outcome = match &job.write {
-                Write::Create(new) => create(&savepoint, new, production).await.map(Outcome::from),
-                Write::Transition(id, command) => transition(&savepoint, *id, command)
-                    .await
-                    .map(Outcome::from),
-                Write::TimeOut(id) => timeouts::time_out(&savepoint, *id).await.map(|written| {
-                    Outcome::from(Done {
-                        written,
-                        fresh: true,
-                    })
-                }),
-                Write::Promote(promotion) => promotion::promote(&savepoint, promotion, production)
-                    .await
-                    .map(|(written, fresh)| Outcome::from(Done { written, fresh })),
-                Write::ConfigureEnvironment(config) => {
-                    environments::configure(&savepoint, config, production)
-                        .await
-                        .map(Outcome::Environment)
+            let outcome = run_write(&savepoint, state, &job.write).await;
+            if job.write.changes_webhooks() {
+                state.webhooks = None;
+            }
+            let outcome = match outcome {
+                Ok((outcome, work)) => {
+                    outbox_work |= work;
+                    Ok(outcome)
                 }
-                Write::CreateFreezeWindow(new) => freeze::create(&savepoint, new, production)
-                    .await
-                    .map(Outcome::FreezeWindow),
-                Write::RemoveFreezeWindow(id, removal) => freeze::remove(&savepoint, *id, removal)
-                    .await
-                    .map(Outcome::FreezeWindow),
+                Err(err) => Err(err),
             };
             match &outcome {
                 Ok(_) => savepoint.commit().await?,
@@ -196,6 +368,10 @@ async fn commit_group(
         txn.commit().await
     }
     .await;
+    if committed.is_err() {
+        // The webhooks read in the failed transaction may not be what is stored.
+        state.webhooks = None;
+    }
 
     // Counted before anyone is answered, so that a caller who reads the metrics after
     // its answer finds its group there.
@@ -203,7 +379,7 @@ async fn commit_group(
     match committed {
         Ok(()) => {
             for (job, outcome) in group.into_iter().zip(outcomes) {
-                if let Ok(Outcome::Deployment(done)) = &outcome {
+                if let Some(done) = outcome.as_ref().ok().and_then(Outcome::done) {
                     if done.fresh {
                         // An error only means that nobody is subscribed right now.
                         let _ = hub.send(Arc::new(done.written.event.clone()));
@@ -211,11 +387,14 @@ async fn commit_group(
                             && done.written.deployment.start_deadline.is_some()
                         {
                             // The timeout task re-reads its next deadline.
-                            deadlines.notify_one();
+                            wake.deadlines.notify_one();
                         }
                     }
                 }
                 job.reply.send(outcome);
+            }
+            if outbox_work {
+                wake.outbox.notify_one();
             }
         }
         Err(err) => {
@@ -230,7 +409,8 @@ async fn commit_group(
                         | StoreError::NotFound(_)
                         | StoreError::Invalid(_)
                         | StoreError::IdempotencyConflict { .. }
-                        | StoreError::FreezeWindow(_)),
+                        | StoreError::FreezeWindow(_)
+                        | StoreError::Integration(_)),
                     )) => Err(refused),
                     _ => Err(StoreError::Database(DbErr::Custom(format!(
                         "the write group was not committed: {err}"

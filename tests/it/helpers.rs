@@ -73,8 +73,46 @@ impl TestApp {
         production: &[&str],
         options: server::ServerOptions,
     ) -> Self {
+        Self::start_with_llm(db, production, options, None).await
+    }
+
+    /// Starts a server over `db` whose release notes `llm` drafts (none: templates).
+    pub async fn start_with_llm(
+        db: &TestDb,
+        production: &[&str],
+        options: server::ServerOptions,
+        llm: Option<std::sync::Arc<shiplog::llm::Client>>,
+    ) -> Self {
         let store = db.open_with(production).await;
-        let schema = graphql::schema(store.clone(), ProductionEnvironments::new(production));
+        Self::serve(store, production, options, llm).await
+    }
+
+    /// Starts a server over `db` whose webhooks and executors are retried by `retry`.
+    pub async fn start_with_retry(
+        db: &TestDb,
+        options: server::ServerOptions,
+        retry: shiplog::domain::integrations::RetryPolicy,
+    ) -> Self {
+        let config = StoreConfig {
+            retry,
+            ..StoreConfig::new(db.path().to_string_lossy())
+        };
+        let store = Store::open(&config).await.expect("open the store");
+        Self::serve(store, &["production"], options, None).await
+    }
+
+    async fn serve(
+        store: Store,
+        production: &[&str],
+        options: server::ServerOptions,
+        llm: Option<std::sync::Arc<shiplog::llm::Client>>,
+    ) -> Self {
+        let schema = graphql::schema_for(
+            store.clone(),
+            ProductionEnvironments::new(production),
+            llm,
+            options.outbox.clone(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
