@@ -1159,8 +1159,7 @@ mod tests {
             active: Setting::Null,
             ..Default::default()
         })
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert_eq!(fields(errors), ["url", "secret", "active"]);
     }
 
@@ -1245,7 +1244,7 @@ mod tests {
             ),
         ];
         for (request, expected) in table {
-            let errors = NewTarget::validate(&request).err().expect("refused");
+            let errors = NewTarget::validate(&request).expect_err("refused");
             assert_eq!(fields(errors), expected, "{request:?}");
         }
     }
