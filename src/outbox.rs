@@ -119,6 +119,12 @@ async fn run_lane(
     running: Arc<Mutex<HashSet<Lane>>>,
     done: Arc<Notify>,
 ) {
+    // Leaves the lane however the task ends, a panic or an abort included.
+    let _leave = LeaveLane {
+        lane: lane.clone(),
+        running,
+        done,
+    };
     loop {
         let step = match &lane {
             Lane::Webhook(id) => deliver_next(&store, &sender, *id).await,
@@ -136,10 +142,22 @@ async fn run_lane(
             }
         }
     }
-    if let Ok(mut set) = running.lock() {
-        set.remove(&lane);
+}
+
+/// Marks a lane as no longer running, and wakes the supervisor, when dropped.
+struct LeaveLane {
+    lane: Lane,
+    running: Arc<Mutex<HashSet<Lane>>>,
+    done: Arc<Notify>,
+}
+
+impl Drop for LeaveLane {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.running.lock() {
+            set.remove(&self.lane);
+        }
+        self.done.notify_one();
     }
-    done.notify_one();
 }
 
 /// Where in the +/- 20% band a retry falls.

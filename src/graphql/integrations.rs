@@ -24,7 +24,7 @@ use crate::store::{Attempt, Delivery, Store, StoredEvent};
 // ------------------------------------------------------------------ enums
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "WebhookDeliveryStatus")]
+#[graphql(name = "WebhookDeliveryStatus", remote = "domain::DeliveryStatus")]
 pub enum WebhookDeliveryStatus {
     /// Not yet delivered; another attempt is scheduled.
     Pending,
@@ -32,26 +32,6 @@ pub enum WebhookDeliveryStatus {
     Delivered,
     /// Every attempt failed; no more are scheduled (redeliverWebhookDelivery schedules one).
     Failed,
-}
-
-impl From<DeliveryStatus> for WebhookDeliveryStatus {
-    fn from(status: DeliveryStatus) -> Self {
-        match status {
-            DeliveryStatus::Pending => WebhookDeliveryStatus::Pending,
-            DeliveryStatus::Delivered => WebhookDeliveryStatus::Delivered,
-            DeliveryStatus::Failed => WebhookDeliveryStatus::Failed,
-        }
-    }
-}
-
-impl From<WebhookDeliveryStatus> for DeliveryStatus {
-    fn from(status: WebhookDeliveryStatus) -> Self {
-        match status {
-            WebhookDeliveryStatus::Pending => DeliveryStatus::Pending,
-            WebhookDeliveryStatus::Delivered => DeliveryStatus::Delivered,
-            WebhookDeliveryStatus::Failed => DeliveryStatus::Failed,
-        }
-    }
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -445,14 +425,7 @@ pub async fn delete_webhook(
     ctx: &Context<'_>,
     input: DeleteWebhookInput,
 ) -> Result<WebhookObject, ApiError> {
-    let id = parse_id("input.id", &input.id);
-    let actor = actor_of(&input.actor);
-    let id = match (id, actor) {
-        (Ok(id), None) => id,
-        (id, actor) => {
-            return Err(all_problems([id.err(), actor]).unwrap_or(ApiError::Internal));
-        }
-    };
+    let id = id_and_actor(&input.id, &input.actor)?;
     let deleted = store(ctx)?.delete_webhook(id).await?;
     tracing::info!(webhook = %id, actor = input.actor.trim(), "webhook deleted");
     Ok(deleted.into())
@@ -462,17 +435,18 @@ pub async fn redeliver(
     ctx: &Context<'_>,
     input: RedeliverWebhookDeliveryInput,
 ) -> Result<DeliveryObject, ApiError> {
-    let id = parse_id("input.id", &input.id);
-    let actor = actor_of(&input.actor);
-    let id = match (id, actor) {
-        (Ok(id), None) => id,
-        (id, actor) => {
-            return Err(all_problems([id.err(), actor]).unwrap_or(ApiError::Internal));
-        }
-    };
+    let id = id_and_actor(&input.id, &input.actor)?;
     let delivery = store(ctx)?.redeliver(id).await?;
     tracing::info!(delivery = %id, actor = input.actor.trim(), "redelivery asked for");
     Ok(DeliveryObject::new(delivery))
+}
+
+/// The `input.id` of a mutation whose input is an id and an actor, both checked.
+fn id_and_actor(id: &ID, actor: &str) -> Result<Uuid, ApiError> {
+    match (parse_id("input.id", id), actor_of(actor)) {
+        (Ok(id), None) => Ok(id),
+        (id, actor) => Err(all_problems([id.err(), actor]).unwrap_or(ApiError::Internal)),
+    }
 }
 
 /// The problem with an `actor`, if any (the v1 name rules).

@@ -5,9 +5,11 @@
 //! - `pending_deliveries_and_triggers_survive_kill_9`: receivers down while events are
 //!   written (every attempt fails and is rescheduled), SIGKILL, receivers up on the same
 //!   ports, restart: every recorded delivery and execution goes out, nothing is lost.
-//! - `a_kill_in_the_middle_of_sending_loses_nothing`: receivers up but slow, writes
-//!   going on, SIGKILL once a fixed number of requests has arrived (some mid-request),
-//!   restart: every delivery in the database is received at least once and DELIVERED.
+//! - `a_kill_in_the_middle_of_sending_loses_nothing`: receivers up but slow (200 ms),
+//!   writes going on; at the 8th webhook request the receivers stop answering and the
+//!   server is SIGKILLed with those requests in flight; restart: every delivery in the
+//!   database is received at least once and DELIVERED, every request that was in
+//!   flight is sent again, every start is triggered.
 //!
 //! Every wait is a bounded poll on a condition; nothing is asserted after a fixed sleep.
 
@@ -15,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::helpers::{action, create_input, TestDb, CREATE};
 use crate::process::Server;
@@ -44,27 +47,75 @@ const MAX_PAGES: usize = 100;
 
 // ------------------------------------------------------------------ receivers
 
-/// Records every request on arrival, then answers 200 after `delay`. Aborted on drop.
+/// Shared by receivers: once `close_at` requests have arrived at the counting ones, no
+/// receiver answers until it is opened again. The request that closes it, and any
+/// other not answered yet, is then certainly in flight when the server is killed.
+struct Gate {
+    arrivals: AtomicUsize,
+    close_at: usize,
+    closed: watch::Sender<bool>,
+}
+
+impl Gate {
+    fn new(close_at: usize) -> Arc<Self> {
+        Arc::new(Self {
+            arrivals: AtomicUsize::new(0),
+            close_at,
+            closed: watch::channel(false).0,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    fn open(&self) {
+        self.closed.send_replace(false);
+    }
+}
+
+/// Records every request on arrival, then answers 200 after `delay` once `gate` is
+/// open, and records the answer. Aborted on drop.
 struct Sink {
     received: Arc<Mutex<Vec<Received>>>,
+    /// The `webhook-id` of every request answered.
+    answered: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Sink {
-    async fn start_on(addr: SocketAddr, delay: Duration) -> Self {
+    /// `counts`: whether its requests count towards closing the gate.
+    async fn start_on(addr: SocketAddr, delay: Duration, gate: Arc<Gate>, counts: bool) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let log = received.clone();
+        let answered: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (log, answers) = (received.clone(), answered.clone());
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let log = log.clone();
+            let (log, answers, gate) = (log.clone(), answers.clone(), gate.clone());
             async move {
-                log.lock().expect("the log").push(Received {
-                    path: uri.path().to_owned(),
-                    headers,
-                    body,
-                });
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                {
+                    // Recorded and counted under one lock: the request that reaches
+                    // close_at closes the gate before anything more is answered.
+                    let mut log = log.lock().expect("the log");
+                    log.push(Received {
+                        path: uri.path().to_owned(),
+                        headers,
+                        body,
+                    });
+                    if counts && gate.arrivals.fetch_add(1, Ordering::SeqCst) + 1 == gate.close_at {
+                        gate.closed.send_replace(true);
+                    }
+                }
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
+                let mut closed = gate.closed.subscribe();
+                let _ = closed.wait_for(|closed| !*closed).await;
+                answers.lock().expect("the answers").push(id);
                 StatusCode::OK
             }
         });
@@ -85,7 +136,34 @@ impl Sink {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { received, task }
+        Self {
+            received,
+            answered,
+            task,
+        }
+    }
+
+    /// How many requests of each `webhook-id` have come but not been answered.
+    fn unanswered(&self) -> HashMap<String, usize> {
+        let mut open: HashMap<String, usize> = HashMap::new();
+        for r in self.got() {
+            *open.entry(r.header("webhook-id").to_owned()).or_default() += 1;
+        }
+        for id in self.answered.lock().expect("the answers").iter() {
+            if let Some(n) = open.get_mut(id) {
+                *n -= 1;
+            }
+        }
+        open.retain(|_, n| *n > 0);
+        open
+    }
+
+    /// How many requests of this `webhook-id` have come.
+    fn count(&self, id: &str) -> usize {
+        self.got()
+            .iter()
+            .filter(|r| r.header("webhook-id") == id)
+            .count()
     }
 
     fn got(&self) -> Vec<Received> {
@@ -483,11 +561,12 @@ async fn pending_deliveries_and_triggers_survive_kill_9() {
     kill(server).await;
 
     // The receivers come up on exactly the ports the webhooks and the target name.
+    let never = Gate::new(usize::MAX);
     let sinks = [
-        Sink::start_on(hook_a, Duration::ZERO).await,
-        Sink::start_on(hook_b, Duration::ZERO).await,
+        Sink::start_on(hook_a, Duration::ZERO, never.clone(), true).await,
+        Sink::start_on(hook_b, Duration::ZERO, never.clone(), true).await,
     ];
-    let executor_sink = Sink::start_on(executor, Duration::ZERO).await;
+    let executor_sink = Sink::start_on(executor, Duration::ZERO, never, false).await;
     let killed_at = Instant::now();
     let server = start(&database).await;
     let api = Api::of(&server);
@@ -499,7 +578,13 @@ async fn pending_deliveries_and_triggers_survive_kill_9() {
             for (i, webhook) in webhooks.iter().enumerate() {
                 let lacking = missing(&recorded[i], &sinks[i].ids());
                 if !lacking.is_empty() {
-                    return Err(format!("webhook {i}: not received: {lacking:?}"));
+                    let now = deliveries(&api, webhook).await;
+                    let state: Vec<String> = now
+                        .iter()
+                        .filter(|d| lacking.contains(&d.id.as_str()))
+                        .map(|d| format!("{} {} after {} attempts", d.id, d.status, d.attempts))
+                        .collect();
+                    return Err(format!("webhook {i}: not received: {state:?}"));
                 }
                 if !settled(&api, webhook).await {
                     return Err(format!("webhook {i}: deliveries not all DELIVERED"));
@@ -677,11 +762,12 @@ async fn writer(api: Api, writes: Arc<Writes>) {
 async fn a_kill_in_the_middle_of_sending_loses_nothing() {
     let started_at = Instant::now();
     let [hook_a, hook_b, executor] = closed_ports::<3>();
+    let gate = Gate::new(KILL_AFTER_RECEIVED);
     let sinks = [
-        Sink::start_on(hook_a, RECEIVER_DELAY).await,
-        Sink::start_on(hook_b, RECEIVER_DELAY).await,
+        Sink::start_on(hook_a, RECEIVER_DELAY, gate.clone(), true).await,
+        Sink::start_on(hook_b, RECEIVER_DELAY, gate.clone(), true).await,
     ];
-    let executor_sink = Sink::start_on(executor, RECEIVER_DELAY).await;
+    let executor_sink = Sink::start_on(executor, RECEIVER_DELAY, gate.clone(), false).await;
     let db = TestDb::new();
     let database = db.path();
     let server = start(&database).await;
@@ -694,20 +780,43 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
 
     let writes = Arc::new(Writes::default());
     let writing = tokio::spawn(writer(api.clone(), writes.clone()));
+    // The receivers stop answering at the KILL_AFTER_RECEIVED-th webhook request; the
+    // server is killed with that request (and any other come since) unanswered.
     until("the receivers get the first requests", SETTLE, || async {
-        let n = sinks.iter().map(Sink::len).sum::<usize>();
-        if n >= KILL_AFTER_RECEIVED {
+        if gate.is_closed() {
             Ok(())
         } else {
-            Err(format!("{n} received"))
+            Err(format!(
+                "{} received",
+                sinks.iter().map(Sink::len).sum::<usize>()
+            ))
         }
     })
     .await;
     let writes_at_kill = writes.events.lock().expect("events").len();
     let writer_done_at_kill = writes.done.load(Ordering::SeqCst);
-    let received_at_kill: usize = sinks.iter().map(Sink::len).sum();
     kill(server).await;
     writes.stop.store(true, Ordering::SeqCst);
+    let received_at_kill: usize = sinks.iter().map(Sink::len).sum();
+    // Requests in flight at the kill: no 2xx reached the server, so each is sent again.
+    let in_flight: Vec<Vec<(String, usize)>> = sinks
+        .iter()
+        .chain([&executor_sink])
+        .map(|sink| {
+            sink.unanswered()
+                .into_keys()
+                .map(|id| {
+                    let n = sink.count(&id);
+                    (id, n)
+                })
+                .collect()
+        })
+        .collect();
+    assert!(
+        !in_flight[0].is_empty() || !in_flight[1].is_empty(),
+        "the request that closed the gate was in flight at the kill"
+    );
+    gate.open();
     tokio::time::timeout(Duration::from_secs(15), writing)
         .await
         .expect("the writer gives up once the server is gone")
@@ -766,7 +875,13 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
             for (i, webhook) in webhooks.iter().enumerate() {
                 let lacking = missing(&recorded[i], &sinks[i].ids());
                 if !lacking.is_empty() {
-                    return Err(format!("webhook {i}: not received: {lacking:?}"));
+                    let now = deliveries(&api, webhook).await;
+                    let state: Vec<String> = now
+                        .iter()
+                        .filter(|d| lacking.contains(&d.id.as_str()))
+                        .map(|d| format!("{} {} after {} attempts", d.id, d.status, d.attempts))
+                        .collect();
+                    return Err(format!("webhook {i}: not received: {state:?}"));
                 }
                 if !settled(&api, webhook).await {
                     return Err(format!("webhook {i}: deliveries not all DELIVERED"));
@@ -786,6 +901,15 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
     )
     .await;
     let caught_up = killed_at.elapsed();
+
+    for (sink, open) in sinks.iter().chain([&executor_sink]).zip(&in_flight) {
+        for (id, before) in open {
+            assert!(
+                sink.count(id) > *before,
+                "{id}, in flight at the kill, was sent again after the restart"
+            );
+        }
+    }
 
     let mut requests = 0;
     let mut duplicates = 0;
@@ -823,10 +947,11 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
     }
 
     eprintln!(
-        "outbox kill -9 mid-send: killed after {received_at_kill} requests with {writes_at_kill} \
-         writes acknowledged (writer finished: {writer_done_at_kill}); {} events acknowledged, \
+        "outbox kill -9 mid-send: killed after {received_at_kill} requests ({} in flight) with \
+         {writes_at_kill} writes acknowledged (writer finished: {writer_done_at_kill}); {} events acknowledged, \
          {} deliveries recorded, {requests} webhook requests ({duplicates} repeats), {} \
          triggers for {} executions; caught up {caught_up:?} after the kill, test {:?}",
+        in_flight.iter().map(Vec::len).sum::<usize>(),
         events.len(),
         recorded.iter().map(Vec::len).sum::<usize>(),
         triggers.len(),

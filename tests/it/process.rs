@@ -1,11 +1,11 @@
 //! The real `shiplog` binary as a child process, for tests that need a process of its
 //! own: to kill it, restart it, or read its memory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the binary may take to say where it listens, and to stop on SIGTERM.
@@ -13,10 +13,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `shiplog` binary serving on a free port of 127.0.0.1. Dropping it kills it, so a
-/// failing test leaves no process behind.
+/// failing test leaves no process behind. Everything it prints is kept (`output`).
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    output: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -26,73 +27,124 @@ impl Server {
 
     /// Starts the binary with extra command-line arguments.
     pub fn start_with(database: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        Self::start_env(database, args, &[])
+    }
+
+    /// Starts the binary with extra arguments and environment variables, and waits until
+    /// it listens.
+    pub fn start_env(database: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        let mut server = Self::spawn(database, args, vars);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let output = server.output();
+            if let Some(rest) = output.split("listening on http://").nth(1) {
+                // Text logs end the address with a space, JSON logs with a quote.
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
+                server.addr = addr
+                    .parse()
+                    .unwrap_or_else(|err| panic!("bad address {addr:?}: {err}"));
+                break;
+            }
+            if let Some(status) = server.child.try_wait().expect("poll the server") {
+                panic!("the server exited ({status}) before listening; it said:\n{output}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `listening on` line within {START_TIMEOUT:?}; it said:\n{output}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(server.addr.ip().is_loopback(), "listens on 127.0.0.1");
+        server
+    }
+
+    /// Spawns the binary and returns at once, listening or not (see `exit`). Variables
+    /// that would change its behaviour are cleared unless given in `vars`.
+    pub fn spawn(database: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shiplog"));
+        command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--database-url")
             .arg(database)
             .args(args)
             .env("RUST_LOG", "info")
-            .env_remove("SHIPLOG_LISTEN")
-            .env_remove("DATABASE_URL")
-            .env_remove("SHIPLOG_PRODUCTION_ENVIRONMENTS")
-            .env_remove("SHIPLOG_MAX_BATCH")
-            .env_remove("SHIPLOG_WS_INIT_TIMEOUT_SECONDS")
-            .env_remove("SHIPLOG_WS_MAX_CONNECTIONS")
-            .env_remove("SHIPLOG_WS_MAX_SUBSCRIPTIONS")
-            .env_remove("SHIPLOG_LLM_URL")
-            .env_remove("SHIPLOG_LLM_API_KEY")
-            .env_remove("SHIPLOG_LLM_MODEL")
-            .env_remove("SHIPLOG_WEBHOOK_BACKOFF_MS")
-            .env_remove("SHIPLOG_WEBHOOK_MAX_ATTEMPTS")
-            .env_remove("SHIPLOG_WEBHOOK_ALLOW_PRIVATE")
-            .env_remove("SHIPLOG_GITHUB_API_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the shiplog binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The guard exists before anything can fail, so the child is killed on a panic.
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-
-        // Reads every line until the child's stdout closes: a full pipe would block the
-        // server's logging, and with it the server.
-        let (tx, rx) = mpsc::channel::<Result<SocketAddr, String>>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            let mut seen = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(sender) = tx.as_ref() {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
-                        let parsed = addr
-                            .parse::<SocketAddr>()
-                            .map_err(|err| format!("bad address in {line:?}: {err}"));
-                        let _ = sender.send(parsed);
-                        tx = None;
-                    } else if seen.len() < 50 {
-                        seen.push(line);
+            .stderr(Stdio::piped());
+        for name in [
+            "SHIPLOG_LISTEN",
+            "DATABASE_URL",
+            "SHIPLOG_PRODUCTION_ENVIRONMENTS",
+            "SHIPLOG_MAX_BATCH",
+            "SHIPLOG_WS_INIT_TIMEOUT_SECONDS",
+            "SHIPLOG_WS_MAX_CONNECTIONS",
+            "SHIPLOG_WS_MAX_SUBSCRIPTIONS",
+            "SHIPLOG_LOG_FORMAT",
+            "SHIPLOG_LLM_URL",
+            "SHIPLOG_LLM_API_KEY",
+            "SHIPLOG_LLM_MODEL",
+            "SHIPLOG_WEBHOOK_BACKOFF_MS",
+            "SHIPLOG_WEBHOOK_MAX_ATTEMPTS",
+            "SHIPLOG_WEBHOOK_ALLOW_PRIVATE",
+            "SHIPLOG_GITHUB_API_URL",
+        ] {
+            command.env_remove(name);
+        }
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn the shiplog binary");
+        let output = Arc::new(Mutex::new(String::new()));
+        // Reads every line until the stream closes: a full pipe would block the server's
+        // logging, and with it the server.
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("piped stdout")),
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ];
+        for stream in streams {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(mut output) = output.lock() {
+                        output.push_str(&line);
+                        output.push('\n');
                     }
                 }
-            }
-            if let Some(sender) = tx {
-                let _ = sender.send(Err(format!(
-                    "stdout closed before the listening line; it said: {seen:#?}"
-                )));
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(addr)) => server.addr = addr,
-            Ok(Err(message)) => panic!("the server did not start: {message}"),
-            Err(err) => panic!("no `listening on` line within {START_TIMEOUT:?}: {err}"),
+            });
         }
-        assert!(server.addr.ip().is_loopback(), "listens on 127.0.0.1");
-        server
+        Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            output,
+        }
+    }
+
+    /// Everything the process printed so far (stdout and stderr, by lines).
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Waits (20 s at most) for a process that should stop by itself; its status.
+    pub fn exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -19,6 +19,7 @@ use shiplog::llm::{ApiKey, Client, LlmConfig};
 use shiplog::server::ServerOptions;
 
 use crate::helpers::{single_error, TestApp, TestDb, CREATE};
+use crate::process::Server;
 
 const KEY: &str = "sk-test-SECRET-0123456789";
 const MODEL: &str = "claude-test-model";
@@ -653,98 +654,14 @@ async fn the_key_is_in_no_error_either() {
 // The binary: the three environment variables
 // ---------------------------------------------------------------------------------------
 
-/// The `shiplog` binary with the given LLM variables; everything it prints is collected.
-struct Binary {
-    child: std::process::Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    fn start(db: &TestDb, vars: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, BufReader, Read};
-        use std::process::{Command, Stdio};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shiplog"));
-        command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--database-url")
-            .arg(db.path())
-            .env("RUST_LOG", "debug")
-            .env("SHIPLOG_LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for name in [
-            "SHIPLOG_LLM_URL",
-            "SHIPLOG_LLM_API_KEY",
-            "SHIPLOG_LLM_MODEL",
-        ] {
-            command.env_remove(name);
-        }
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("spawn the shiplog binary");
-        let output = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for stream in streams {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut output = output.lock().expect("the output's lock");
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
-        Binary { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().expect("the output's lock").clone()
-    }
-
-    /// Waits for the process to exit; its status.
-    fn exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                // Let the reader threads take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running: {}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the `listening on` line; the address.
-    async fn addr(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let output = self.output();
-            if let Some(rest) = output.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                return addr.parse().expect("an address");
-            }
-            assert!(Instant::now() < deadline, "not listening: {output}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// The `shiplog` binary with the given LLM variables, logging at debug level as text.
+fn binary(db: &TestDb, vars: &[(&str, &str)], wait: bool) -> Server {
+    let mut all = vec![("RUST_LOG", "debug"), ("SHIPLOG_LOG_FORMAT", "text")];
+    all.extend_from_slice(vars);
+    if wait {
+        Server::start_env(&db.path(), &[], &all)
+    } else {
+        Server::spawn(&db.path(), &[], &all)
     }
 }
 
@@ -753,15 +670,16 @@ async fn the_binary_reads_the_three_variables_and_never_prints_the_key() {
     let (model, received) = fake_model(Behaviour::Good).await;
     let db = TestDb::new();
     let url = format!("http://{model}");
-    let binary = Binary::start(
+    let binary = binary(
         &db,
         &[
             ("SHIPLOG_LLM_URL", &url),
             ("SHIPLOG_LLM_API_KEY", KEY),
             ("SHIPLOG_LLM_MODEL", MODEL),
         ],
+        true,
     );
-    let addr = binary.addr().await;
+    let addr = binary.addr();
     let client = reqwest::Client::new();
     let post = |query: &'static str, variables: Value| {
         let client = client.clone();
@@ -804,7 +722,7 @@ async fn the_binary_reads_the_three_variables_and_never_prints_the_key() {
 #[tokio::test]
 async fn some_of_the_variables_without_the_others_stop_the_binary() {
     let db = TestDb::new();
-    let mut binary = Binary::start(&db, &[("SHIPLOG_LLM_API_KEY", KEY)]);
+    let mut binary = binary(&db, &[("SHIPLOG_LLM_API_KEY", KEY)], false);
     let status = binary.exit();
     assert!(!status.success());
     let output = binary.output();

@@ -720,3 +720,116 @@ async fn the_http_executor_gets_a_signed_request_and_retries() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn no_secret_or_token_reaches_a_log_line_even_at_debug_level() {
+    let receiver = Receiver::start(&[500, 500, 500, 500, 500, 500]).await;
+    let gh = github(&[401, 401]).await;
+    let token = "ghs_never_logged_7f3a9c";
+    let db = TestDb::new();
+    let github_url = gh.url.trim_end_matches("/hook").to_owned();
+    let server = crate::process::Server::start_env(
+        &db.path(),
+        &[
+            "--webhook-allow-private",
+            "true",
+            "--webhook-backoff-ms",
+            "20",
+            "--webhook-max-attempts",
+            "3",
+            "--github-api-url",
+            &github_url,
+        ],
+        &[
+            ("RUST_LOG", "debug"),
+            ("SHIPLOG_LOG_FORMAT", "json"),
+            ("SHIPLOG_TEST_LOG_TOKEN", token),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let post = |query: &'static str, variables: Value| {
+        let client = client.clone();
+        let url = server.graphql_url();
+        async move {
+            let text = client
+                .post(url)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("a body");
+            assert!(!text.contains(SECRET) && !text.contains(token), "{text}");
+            serde_json::from_str::<Value>(&text).expect("JSON")
+        }
+    };
+    post(
+        CREATE_WEBHOOK,
+        json!({ "input": { "url": receiver.url, "secret": SECRET, "actor": "ops" } }),
+    )
+    .await;
+    post(
+        CONFIGURE,
+        json!({ "input": { "service": "payments", "environment": "staging",
+                "executor": "GITHUB_ACTIONS", "actor": "ops", "repository": "acme/payments",
+                "workflow": "deploy.yml", "tokenEnv": "SHIPLOG_TEST_LOG_TOKEN" } }),
+    )
+    .await;
+    post(
+        CONFIGURE,
+        json!({ "input": { "service": "search", "environment": "staging",
+                "executor": "HTTP", "actor": "ops", "url": receiver.url, "secret": SECRET } }),
+    )
+    .await;
+    // A refused secret is not echoed either.
+    let refused = post(
+        CREATE_WEBHOOK,
+        json!({ "input": { "url": receiver.url, "secret": "whsec_dG9vIHNob3J0", "actor": "ops" } }),
+    )
+    .await;
+    assert!(!refused.to_string().contains("dG9vIHNob3J0"));
+    for service in ["payments", "search"] {
+        let mut input = crate::helpers::create_input(service, "staging");
+        input["version"] = json!("v1");
+        let created = post(crate::helpers::CREATE, json!({ "input": input })).await;
+        let id = created["data"]["createDeployment"]["deployment"]["id"].clone();
+        for (mutation, actor) in [("approveDeployment", "bob"), ("startDeployment", "carol")] {
+            let body = post(
+                if mutation == "approveDeployment" {
+                    r#"mutation($input: ApproveDeploymentInput!) { approveDeployment(input: $input) { deployment { status } } }"#
+                } else {
+                    r#"mutation($input: StartDeploymentInput!) { startDeployment(input: $input) { deployment { status } } }"#
+                },
+                json!({ "input": { "id": id, "actor": actor } }),
+            )
+            .await;
+            assert!(body.get("errors").is_none(), "{body:#}");
+        }
+    }
+    // Attempts made: webhook deliveries failing, GitHub refusing the token, the HTTP
+    // target failing; then the deploy failed for good by the 401.
+    gh.wait_for(1).await;
+    receiver.wait_for(6).await;
+    let key = SECRET.trim_start_matches("whsec_");
+    for _ in 0..200 {
+        if server.output().contains("executor trigger attempt failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = server.output();
+    assert!(
+        output.contains("webhook delivery attempt failed"),
+        "{output}"
+    );
+    assert!(
+        output.contains("executor trigger attempt failed"),
+        "{output}"
+    );
+    for secret in [SECRET, key, token] {
+        assert!(!output.contains(secret), "{secret} was logged:\n{output}");
+    }
+    receiver.stop();
+    gh.stop();
+}
