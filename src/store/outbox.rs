@@ -283,14 +283,17 @@ pub(super) async fn delete_webhook(
 
 /// Writes one delivery per matching webhook for the event just written, in its
 /// transaction. Returns how many.
+///
+/// `at` is when they fall due: the writer never lets it go back (a clock stepped back
+/// would otherwise put a later event's first attempt before an earlier one's).
 pub(super) async fn enqueue_deliveries(
     txn: &impl ConnectionTrait,
     written: &Written,
     webhooks: &[Webhook],
+    at: Timestamp,
 ) -> Result<usize, StoreError> {
     let mut body: Option<String> = None;
     let mut count = 0;
-    let at = now();
     for webhook in webhooks.iter().filter(|w| w.wants(&written.event.event)) {
         let body = match &body {
             Some(body) => body.clone(),
@@ -568,6 +571,7 @@ async fn live_version(
 pub(super) async fn enqueue_execution(
     txn: &impl ConnectionTrait,
     written: &Written,
+    at: Timestamp,
 ) -> Result<bool, StoreError> {
     let event = &written.event.event;
     if !matches!(event.kind, EventKind::Started | EventKind::RolledBack) {
@@ -587,7 +591,6 @@ pub(super) async fn enqueue_execution(
     else {
         return Ok(false);
     };
-    let at = now();
     txn.execute_raw(stmt(
         "INSERT INTO executions (id, deployment_id, service, environment, executor, action, \
          git_ref, actor, deployment, status, attempts, next_attempt_at, created_at) \

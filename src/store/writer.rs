@@ -34,7 +34,7 @@ use crate::domain::integrations::{
     AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
     WebhookUpdate,
 };
-use crate::domain::Status;
+use crate::domain::{Status, Timestamp};
 use crate::domain::{
     Action, ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind,
     NewDeployment, ProductionEnvironments, Promotion, Refusal, TIMEOUT_ACTOR,
@@ -191,6 +191,17 @@ struct State {
     /// The active webhooks, read in a write transaction; None when a webhook write may
     /// have changed them.
     webhooks: Option<Arc<Vec<Webhook>>>,
+    /// When the last outbox job was made due: first attempts go out in commit order, so
+    /// their due times never go back, even when the clock does.
+    last_due: Timestamp,
+}
+
+impl State {
+    /// Now, or the last due time if the clock went back since.
+    fn due_now(&mut self) -> Timestamp {
+        self.last_due = Ord::max(self.last_due, now());
+        self.last_due
+    }
 }
 
 pub(super) fn spawn(
@@ -207,6 +218,7 @@ pub(super) fn spawn(
             production,
             retry,
             webhooks: None,
+            last_due: Timestamp::default(),
         };
         // Sampled where the writer touches its queue: what is left behind when a group is
         // taken, and what piled up while it was committed.
@@ -307,8 +319,10 @@ async fn run_write(
     if let Some(done) = outcome.done() {
         if done.fresh {
             let webhooks = webhooks(txn, state).await?;
-            let deliveries = outbox::enqueue_deliveries(txn, &done.written, &webhooks).await?;
-            let execution = outbox::enqueue_execution(txn, &done.written).await?;
+            let at = state.due_now();
+            let deliveries =
+                outbox::enqueue_deliveries(txn, &done.written, &webhooks, at).await?;
+            let execution = outbox::enqueue_execution(txn, &done.written, at).await?;
             outbox_work |= deliveries > 0 || execution;
         }
     }
