@@ -70,13 +70,6 @@ async fn start_receivers(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                if std::env::var_os("W7_HOLD").is_some() {
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(600)).await;
-                        drop(stream)
-                    });
-                    continue;
-                }
                 let inbox = inbox.clone();
                 tokio::spawn(async move {
                     if let Err(err) = receive(stream, &inbox).await {
