@@ -3,10 +3,13 @@
 //!
 //! - `webhooks`: one row per webhook; `kinds` is a JSON array of event kinds, null for
 //!   every kind. The secret is stored as given, since every request is signed with it.
+//! - `webhook_payloads`: the exact JSON every delivery of one event sends, on every
+//!   attempt, written once per event that some webhook wants (keyed by the event's seq).
 //! - `webhook_deliveries`: one row per (event, matching webhook), written in the event's
-//!   transaction. `seq` is the commit order; `body` is the exact JSON sent on every
-//!   attempt. `due_at` is when the next attempt is due (null when none is): the series'
-//!   `next_attempt_at`, or now when a redelivery was asked for (`redeliver`).
+//!   transaction. `seq` is the commit order. `due_at` is when the next attempt is due
+//!   (null when none is): the series' `next_attempt_at`, or now when a redelivery was
+//!   asked for (`redeliver`). `attempts` counts the retry series, `tries` every attempt
+//!   (redeliveries too): the number of the next `webhook_attempts` row.
 //! - `webhook_attempts`: every attempt of a delivery, in order.
 //! - `deployment_targets`: the executor of one (service, environment).
 //! - `executions`: one trigger of a target's executor (after a start or a rollback),
@@ -32,14 +35,19 @@ CREATE TABLE webhooks (
     updated_at  INTEGER NOT NULL
 );
 
+CREATE TABLE webhook_payloads (
+    event_seq INTEGER PRIMARY KEY NOT NULL REFERENCES deployment_events (seq),
+    body      TEXT NOT NULL
+);
+
 CREATE TABLE webhook_deliveries (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
     webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    event_seq       INTEGER NOT NULL REFERENCES deployment_events (seq),
-    body            TEXT NOT NULL,
+    event_seq       INTEGER NOT NULL REFERENCES webhook_payloads (event_seq),
     status          TEXT NOT NULL CHECK (status IN ('PENDING', 'DELIVERED', 'FAILED')),
     attempts        INTEGER NOT NULL DEFAULT 0,
+    tries           INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     redeliver       INTEGER NOT NULL DEFAULT 0,
     due_at          INTEGER,
@@ -47,8 +55,6 @@ CREATE TABLE webhook_deliveries (
     created_at      INTEGER NOT NULL
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (webhook_id, due_at, seq)
- WHERE due_at IS NOT NULL;
-CREATE INDEX webhook_deliveries_next_due ON webhook_deliveries (due_at)
  WHERE due_at IS NOT NULL;
 CREATE INDEX webhook_deliveries_of ON webhook_deliveries (webhook_id, seq);
 
@@ -107,6 +113,7 @@ DROP TABLE IF EXISTS executions;
 DROP TABLE IF EXISTS deployment_targets;
 DROP TABLE IF EXISTS webhook_attempts;
 DROP TABLE IF EXISTS webhook_deliveries;
+DROP TABLE IF EXISTS webhook_payloads;
 DROP TABLE IF EXISTS webhooks;
 "#;
 

@@ -10,6 +10,8 @@
 //! The domain (`domain::integrations`) decides filters, schedules and triggers; this
 //! module only reads and writes rows, with plain SQL.
 
+use std::collections::HashMap;
+
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use uuid::Uuid;
 
@@ -292,32 +294,46 @@ pub(super) async fn enqueue_deliveries(
     webhooks: &[Webhook],
     at: Timestamp,
 ) -> Result<usize, StoreError> {
-    let mut body: Option<String> = None;
-    let mut count = 0;
-    for webhook in webhooks.iter().filter(|w| w.wants(&written.event.event)) {
-        let body = match &body {
-            Some(body) => body.clone(),
-            None => body.insert(super::payload::webhook_body(written)).clone(),
-        };
-        let schedule = Schedule::first(at);
-        txn.execute_raw(stmt(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, body, status, attempts, \
-             next_attempt_at, redeliver, due_at, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?, ?)",
-            vec![
-                Uuid::now_v7().to_string().into(),
-                webhook.id.to_string().into(),
-                written.event.seq.into(),
-                body.into(),
-                schedule.status.as_str().into(),
-                opt_millis(schedule.next_attempt_at),
-                opt_millis(schedule.due_at(at)),
-                millis(at),
-            ],
-        ))
-        .await?;
-        count += 1;
+    let wanting: Vec<&Webhook> = webhooks
+        .iter()
+        .filter(|w| w.wants(&written.event.event))
+        .collect();
+    if wanting.is_empty() {
+        return Ok(0);
     }
-    Ok(count)
+    // The body once per event; the deliveries in one statement.
+    txn.execute_raw(stmt(
+        "INSERT INTO webhook_payloads (event_seq, body) VALUES (?, ?)",
+        vec![
+            written.event.seq.into(),
+            super::payload::webhook_body(written).into(),
+        ],
+    ))
+    .await?;
+    let schedule = Schedule::first(at);
+    let mut sql = String::from(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, status, attempts, \
+         next_attempt_at, redeliver, due_at, created_at) VALUES ",
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(wanting.len() * 7);
+    for (i, webhook) in wanting.iter().enumerate() {
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, 0, ?, 0, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, 0, ?, 0, ?, ?)"
+        });
+        values.extend([
+            Uuid::now_v7().to_string().into(),
+            webhook.id.to_string().into(),
+            written.event.seq.into(),
+            schedule.status.as_str().into(),
+            opt_millis(schedule.next_attempt_at),
+            opt_millis(schedule.due_at(at)),
+            millis(at),
+        ]);
+    }
+    txn.execute_raw(stmt(&sql, values)).await?;
+    Ok(wanting.len())
 }
 
 const DELIVERY_COLUMNS: &str =
@@ -348,53 +364,109 @@ fn schedule_of(row: &QueryResult) -> Result<Schedule, StoreError> {
     })
 }
 
-/// Records one attempt of a delivery and moves its schedule on. A delivery deleted with
-/// its webhook meanwhile is left gone.
-pub(super) async fn record_delivery_attempt(
+/// Records attempts of deliveries and moves their schedules on, in three statements
+/// however many there are. Deliveries deleted with their webhook meanwhile are left
+/// gone.
+pub(super) async fn record_delivery_attempts(
     txn: &impl ConnectionTrait,
-    seq: i64,
-    report: &AttemptReport,
+    attempts: &[(i64, AttemptReport, f64)],
     policy: &RetryPolicy,
-    jitter: f64,
 ) -> Result<(), StoreError> {
-    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE seq = ?");
-    let Some(row) = txn.query_one_raw(stmt(&sql, vec![seq.into()])).await? else {
+    // Well below SQLite's limit on bound values per statement.
+    for chunk in attempts.chunks(256) {
+        record_chunk(txn, chunk, policy).await?;
+    }
+    Ok(())
+}
+
+async fn record_chunk(
+    txn: &impl ConnectionTrait,
+    attempts: &[(i64, AttemptReport, f64)],
+    policy: &RetryPolicy,
+) -> Result<(), StoreError> {
+    if attempts.is_empty() {
         return Ok(());
-    };
-    let schedule = schedule_of(&row)?;
-    let next = schedule.after(report, policy, jitter);
-    let delivered_at = if next.status == DeliveryStatus::Delivered
-        && schedule.status != DeliveryStatus::Delivered
-    {
-        Some(report.at)
-    } else {
-        opt_time(get(&row, "delivered_at")?)?
-    };
-    txn.execute_raw(stmt(
-        "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, \
-         redeliver = ?, due_at = ?, delivered_at = ? WHERE seq = ?",
-        vec![
-            next.status.as_str().into(),
-            i64::from(next.attempts).into(),
-            opt_millis(next.next_attempt_at),
-            i64::from(next.redeliver).into(),
-            opt_millis(next.due_at(report.at)),
-            opt_millis(delivered_at),
-            seq.into(),
-        ],
-    ))
-    .await?;
-    txn.execute_raw(stmt(
-        "INSERT INTO webhook_attempts (delivery_seq, n, at, status_code, error, duration_ms) \
-         VALUES (?, (SELECT COUNT(*) + 1 FROM webhook_attempts WHERE delivery_seq = ?), ?, ?, ?, ?)",
-        vec![
-            seq.into(),
-            seq.into(),
+    }
+    let sql = format!(
+        "SELECT seq, status, attempts, tries, next_attempt_at, redeliver, delivered_at \
+         FROM webhook_deliveries WHERE seq IN ({})",
+        placeholders(attempts.len())
+    );
+    let seqs = attempts.iter().map(|(seq, ..)| Value::from(*seq)).collect();
+    let mut current: HashMap<i64, (Schedule, i64, Option<Timestamp>)> = HashMap::new();
+    for row in txn.query_all_raw(stmt(&sql, seqs)).await? {
+        current.insert(
+            get(&row, "seq")?,
+            (
+                schedule_of(&row)?,
+                get(&row, "tries")?,
+                opt_time(get(&row, "delivered_at")?)?,
+            ),
+        );
+    }
+    // The attempts in order (a delivery attempted twice is moved on twice), then one
+    // row of new values per delivery.
+    let mut rows: Vec<Value> = Vec::new();
+    let mut order: Vec<i64> = Vec::new();
+    for (seq, report, jitter) in attempts {
+        let Some((schedule, tries, delivered_at)) = current.get_mut(seq) else {
+            continue;
+        };
+        let next = schedule.after(report, policy, *jitter);
+        if next.status == DeliveryStatus::Delivered && delivered_at.is_none() {
+            *delivered_at = Some(report.at);
+        }
+        *schedule = next;
+        *tries += 1;
+        rows.extend([
+            Value::from(*seq),
+            Value::from(*tries),
             millis(report.at),
             report.status_code.map(i32::from).into(),
             report.error.clone().into(),
             i64::from(report.duration_ms).into(),
-        ],
+        ]);
+        if !order.contains(seq) {
+            order.push(*seq);
+        }
+    }
+    if order.is_empty() {
+        return Ok(());
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(order.len() * 8);
+    for seq in &order {
+        let Some((schedule, tries, delivered_at)) = current.get(seq) else {
+            continue;
+        };
+        values.extend([
+            Value::from(*seq),
+            schedule.status.as_str().into(),
+            i64::from(schedule.attempts).into(),
+            Value::from(*tries),
+            opt_millis(schedule.next_attempt_at),
+            i64::from(schedule.redeliver).into(),
+            opt_millis(schedule.next_attempt_at.filter(|_| !schedule.redeliver)),
+            opt_millis(*delivered_at),
+        ]);
+    }
+    let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; order.len()].join(", ");
+    txn.execute_raw(stmt(
+        &format!(
+            "UPDATE webhook_deliveries AS d SET status = v.column2, attempts = v.column3, \
+             tries = v.column4, next_attempt_at = v.column5, redeliver = v.column6, \
+             due_at = v.column7, delivered_at = v.column8 \
+             FROM (VALUES {tuples}) AS v WHERE d.seq = v.column1"
+        ),
+        values,
+    ))
+    .await?;
+    let inserts = vec!["(?, ?, ?, ?, ?, ?)"; rows.len() / 6].join(", ");
+    txn.execute_raw(stmt(
+        &format!(
+            "INSERT INTO webhook_attempts (delivery_seq, n, at, status_code, error, duration_ms) \
+             VALUES {inserts}"
+        ),
+        rows,
     ))
     .await?;
     Ok(())
@@ -862,16 +934,28 @@ impl Store {
         now: Timestamp,
     ) -> Result<(Vec<Lane>, Option<Timestamp>), StoreError> {
         let mut lanes = Vec::new();
+        let mut next: Option<i64> = None;
+        let now_ms = now.timestamp_millis();
+        // Per webhook, its earliest due delivery: one step down its index each.
         for row in self
             .quiet_read
             .query_all_raw(stmt(
-                "SELECT DISTINCT webhook_id FROM webhook_deliveries \
-                 WHERE due_at IS NOT NULL AND due_at <= ?",
-                vec![millis(now)],
+                "SELECT w.id AS webhook_id, \
+                   (SELECT MIN(d.due_at) FROM webhook_deliveries d \
+                     WHERE d.webhook_id = w.id AND d.due_at IS NOT NULL) AS first_due \
+                 FROM webhooks w",
+                vec![],
             ))
             .await?
         {
-            lanes.push(Lane::Webhook(uuid(&get::<String>(&row, "webhook_id")?)?));
+            let Some(first_due) = get::<Option<i64>>(&row, "first_due")? else {
+                continue;
+            };
+            if first_due <= now_ms {
+                lanes.push(Lane::Webhook(uuid(&get::<String>(&row, "webhook_id")?)?));
+            } else {
+                next = Some(next.map_or(first_due, |n| n.min(first_due)));
+            }
         }
         for row in self
             .quiet_read
@@ -887,49 +971,58 @@ impl Store {
                 get(&row, "environment")?,
             ));
         }
-        let next = self
+        let later = self
             .quiet_read
             .query_one_raw(stmt(
-                "SELECT MIN(t) AS t FROM ( \
-                   SELECT MIN(due_at) AS t FROM webhook_deliveries WHERE due_at > ? \
-                   UNION ALL \
-                   SELECT MIN(next_attempt_at) AS t FROM executions WHERE next_attempt_at > ?)",
-                vec![millis(now), millis(now)],
+                "SELECT MIN(next_attempt_at) AS t FROM executions \
+                 WHERE next_attempt_at IS NOT NULL AND next_attempt_at > ?",
+                vec![millis(now)],
             ))
             .await?
             .map(|row| get::<Option<i64>>(&row, "t"))
             .transpose()?
             .flatten();
+        let next = match (next, later) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok((lanes, opt_time(next)?))
     }
 
-    /// The delivery of this webhook to attempt next, if one is due: the earliest due,
-    /// first attempts in commit order.
-    pub async fn next_delivery(
+    /// The deliveries of this webhook to attempt next, up to `limit`, if any are due:
+    /// earliest due first, first attempts in commit order.
+    pub async fn next_deliveries(
         &self,
         webhook_id: Uuid,
         now: Timestamp,
-    ) -> Result<Option<DeliveryJob>, StoreError> {
-        let row = self
+        limit: u32,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
+        let rows = self
             .quiet_read
-            .query_one_raw(stmt(
-                "SELECT d.seq, d.id, d.body, w.url, w.secret FROM webhook_deliveries d \
+            .query_all_raw(stmt(
+                "SELECT d.seq, d.id, p.body, w.url, w.secret FROM webhook_deliveries d \
+                 JOIN webhook_payloads p ON p.event_seq = d.event_seq \
                  JOIN webhooks w ON w.id = d.webhook_id \
                  WHERE d.webhook_id = ? AND d.due_at IS NOT NULL AND d.due_at <= ? \
-                 ORDER BY d.due_at, d.seq LIMIT 1",
-                vec![webhook_id.to_string().into(), millis(now)],
+                 ORDER BY d.due_at, d.seq LIMIT ?",
+                vec![
+                    webhook_id.to_string().into(),
+                    millis(now),
+                    i64::from(limit).into(),
+                ],
             ))
             .await?;
-        row.map(|row| {
-            Ok(DeliveryJob {
-                seq: get(&row, "seq")?,
-                id: uuid(&get::<String>(&row, "id")?)?,
-                body: get(&row, "body")?,
-                url: get(&row, "url")?,
-                secret: get(&row, "secret")?,
+        rows.iter()
+            .map(|row| {
+                Ok(DeliveryJob {
+                    seq: get(row, "seq")?,
+                    id: uuid(&get::<String>(row, "id")?)?,
+                    body: get(row, "body")?,
+                    url: get(row, "url")?,
+                    secret: get(row, "secret")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
     /// The execution of this place to attempt next, if one is due, oldest first.
@@ -1047,14 +1140,13 @@ impl Store {
         }
     }
 
-    /// Records an attempt of a delivery; `jitter` in [-1, 1] places its retry.
-    pub async fn record_delivery_attempt(
+    /// Records attempts of deliveries (with each one's retry jitter in [-1, 1]) in one
+    /// write.
+    pub async fn record_delivery_attempts(
         &self,
-        seq: i64,
-        report: AttemptReport,
-        jitter: f64,
+        attempts: Vec<(i64, AttemptReport, f64)>,
     ) -> Result<(), StoreError> {
-        self.integration_write(super::writer::Write::DeliveryAttempt(seq, report, jitter))
+        self.integration_write(super::writer::Write::DeliveryAttempts(attempts))
             .await
             .map(drop)
     }

@@ -34,11 +34,11 @@ use crate::domain::integrations::{
     AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
     WebhookUpdate,
 };
-use crate::domain::{Status, Timestamp};
 use crate::domain::{
     Action, ActionCommand, Approvals, Deployment, Environment, EnvironmentConfig, EventKind,
     NewDeployment, ProductionEnvironments, Promotion, Refusal, TIMEOUT_ACTOR,
 };
+use crate::domain::{Status, Timestamp};
 use crate::metrics;
 
 /// Most writes committed together. Bounds the latency a write adds to its group.
@@ -60,8 +60,8 @@ pub(super) enum Write {
     DeleteWebhook(Uuid),
     /// One more attempt of a delivery, now.
     Redeliver(Uuid),
-    /// An attempt of a delivery (by seq) was made; `f64` is the retry jitter.
-    DeliveryAttempt(i64, AttemptReport, f64),
+    /// Attempts of deliveries (by seq) were made; `f64` is each one's retry jitter.
+    DeliveryAttempts(Vec<(i64, AttemptReport, f64)>),
     ConfigureTarget(NewTarget),
     RemoveTarget(String, String),
     /// An attempt of an execution (by seq) was made; `f64` is the retry jitter.
@@ -293,8 +293,8 @@ async fn run_write(
                 .await
                 .map(|d| Outcome::Integration(Integration::Delivery(d), None))
         }
-        Write::DeliveryAttempt(seq, report, jitter) => {
-            outbox::record_delivery_attempt(txn, *seq, report, &state.retry, *jitter)
+        Write::DeliveryAttempts(attempts) => {
+            outbox::record_delivery_attempts(txn, attempts, &state.retry)
                 .await
                 .map(|()| Outcome::Integration(Integration::Recorded, None))
         }
@@ -320,8 +320,7 @@ async fn run_write(
         if done.fresh {
             let webhooks = webhooks(txn, state).await?;
             let at = state.due_now();
-            let deliveries =
-                outbox::enqueue_deliveries(txn, &done.written, &webhooks, at).await?;
+            let deliveries = outbox::enqueue_deliveries(txn, &done.written, &webhooks, at).await?;
             let execution = outbox::enqueue_execution(txn, &done.written, at).await?;
             outbox_work |= deliveries > 0 || execution;
         }
