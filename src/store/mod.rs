@@ -191,6 +191,9 @@ pub struct Page<T> {
     pub has_next: bool,
 }
 
+/// How much of the database file each connection maps into memory for reads.
+const MMAP_BYTES: u64 = 1 << 30;
+
 /// Events per statement when a subscriber replays history.
 const REPLAY_PAGE: u64 = 256;
 
@@ -535,7 +538,12 @@ fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreEr
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(config.busy_timeout))
+        .busy_timeout(config.busy_timeout)
+        // Reads map the file instead of copying each page out of the OS cache with a
+        // system call; writes still go through the WAL, fsynced (synchronous=FULL).
+        .pragma("mmap_size", MMAP_BYTES.to_string())
+        // 16 MiB of page cache per connection (the default is 2 MiB).
+        .pragma("cache_size", "-16384"))
 }
 
 pub(crate) fn immediate() -> TransactionOptions {
