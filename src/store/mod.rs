@@ -10,6 +10,7 @@
 
 mod entity;
 mod environments;
+mod fast;
 mod freeze;
 mod guards;
 mod outbox;
@@ -192,7 +193,7 @@ pub struct Page<T> {
 }
 
 /// How much of the database file each connection maps into memory for reads.
-const MMAP_BYTES: u64 = 1 << 30;
+const MMAP_BYTES: i64 = 1 << 30;
 
 /// Events per statement when a subscriber replays history.
 const REPLAY_PAGE: u64 = 256;
@@ -212,6 +213,9 @@ pub struct Store {
     deadlines: Arc<tokio::sync::Notify>,
     /// Notified by the writer after deliveries or executions commit (`crate::outbox`).
     outbox: Arc<tokio::sync::Notify>,
+    /// Plain connections for the hottest reads (`fast.rs`); None for an in-memory
+    /// database, which only the pools can see.
+    fast: Option<fast::FastReads>,
 }
 
 impl Store {
@@ -219,6 +223,7 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let options = connect_options(config)?;
+        let file = options.get_filename().to_path_buf();
         let write_pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
@@ -240,6 +245,8 @@ impl Store {
         read.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
+        let fast = (!file.as_os_str().is_empty() && file.as_os_str() != ":memory:")
+            .then(|| fast::FastReads::new(file, config.busy_timeout, read_statements.clone()));
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let outbox = Arc::new(tokio::sync::Notify::new());
@@ -262,6 +269,7 @@ impl Store {
             quiet_read,
             deadlines,
             outbox,
+            fast,
         })
     }
 
@@ -427,6 +435,11 @@ impl Store {
         first: u64,
         after: Option<DeploymentKey>,
     ) -> Result<Page<Deployment>, StoreError> {
+        if let Some(fast) = &self.fast {
+            let (sql, params) = fast_page_sql(filter, first, after);
+            let found = fast.deployments(sql, params).await?;
+            return page(found, first, Ok);
+        }
         let mut query = deployment::Entity::find().filter(deployment_condition(filter));
         if let Some(key) = after {
             query = query.filter(
@@ -462,14 +475,24 @@ impl Store {
         &self,
         deployment_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<StoredEvent>>, StoreError> {
-        let rows = event::Entity::find()
-            .filter(event::Column::DeploymentId.is_in(deployment_ids.iter().map(Uuid::to_string)))
-            .order_by_asc(event::Column::Seq)
-            .all(&self.read)
-            .await?;
+        let events = match &self.fast {
+            Some(fast) => {
+                fast.events_of(deployment_ids.iter().map(Uuid::to_string).collect())
+                    .await?
+            }
+            None => event::Entity::find()
+                .filter(
+                    event::Column::DeploymentId.is_in(deployment_ids.iter().map(Uuid::to_string)),
+                )
+                .order_by_asc(event::Column::Seq)
+                .all(&self.read)
+                .await?
+                .into_iter()
+                .map(rows::event)
+                .collect::<Result<_, _>>()?,
+        };
         let mut by_deployment: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
-        for row in rows {
-            let stored = rows::event(row)?;
+        for stored in events {
             by_deployment
                 .entry(stored.event.deployment_id)
                 .or_default()
@@ -557,6 +580,48 @@ pub(crate) fn immediate() -> TransactionOptions {
 pub(crate) fn now() -> Timestamp {
     let ms = chrono::Utc::now().timestamp_millis();
     Timestamp::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// The page statement of `deployment_page` for the plain connections: the same
+/// condition, order and limit as the SeaORM one.
+fn fast_page_sql(
+    filter: &DeploymentFilter,
+    first: u64,
+    after: Option<DeploymentKey>,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut sql = format!(
+        "SELECT {} FROM deployments WHERE 1",
+        fast::DEPLOYMENT_COLUMNS
+    );
+    let mut params = Vec::new();
+    if let Some(service) = &filter.service {
+        sql.push_str(" AND service = ?");
+        params.push(V::Text(service.trim().to_owned()));
+    }
+    if let Some(environment) = &filter.environment {
+        sql.push_str(" AND environment = ?");
+        params.push(V::Text(environment.trim().to_owned()));
+    }
+    if let Some(statuses) = &filter.statuses {
+        if statuses.is_empty() {
+            sql.push_str(" AND 0");
+        } else {
+            sql.push_str(&format!(
+                " AND status IN ({})",
+                vec!["?"; statuses.len()].join(", ")
+            ));
+            params.extend(statuses.iter().map(|s| V::Text(s.as_str().to_owned())));
+        }
+    }
+    if let Some(key) = after {
+        sql.push_str(" AND (created_at, id) < (?, ?)");
+        params.push(V::Integer(key.created_at_ms));
+        params.push(V::Text(key.id.to_string()));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    params.push(V::Integer(i64::try_from(first + 1).unwrap_or(i64::MAX)));
+    (sql, params)
 }
 
 fn deployment_condition(filter: &DeploymentFilter) -> Condition {

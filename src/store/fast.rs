@@ -1,0 +1,185 @@
+//! The hot reads (a page of deployments, the events of a page) on plain SQLite
+//! connections, off the async runtime.
+//!
+//! Through sqlx, every row of a result is one message from the connection's worker
+//! thread to the task that asked, and SeaORM then looks each column up by name: for a
+//! dashboard page (50 deployments, 250 events) that was half of the server's CPU
+//! (BENCHMARKS.md). Here one blocking task runs the whole statement on a connection of
+//! its own and hands back the rows at once: one hop per read. The statements are
+//! prepared once per connection and cached.
+//!
+//! Only reads run here; every write still goes through the writer. The connections are
+//! read-only, with the same pragmas as the async readers (WAL, mmap, page cache).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row};
+
+use super::entity::{deployment, event};
+use super::{rows, StoreError, StoredEvent, MMAP_BYTES};
+use crate::domain::Deployment;
+
+/// Connections kept for reuse; more may be open at once under load, and are closed after.
+const KEPT: usize = 4;
+
+/// Plain SQLite connections to one database file, for reads.
+#[derive(Clone)]
+pub(super) struct FastReads {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    /// The store's count of read statements (tests check how many a page costs).
+    statements: Arc<AtomicU64>,
+}
+
+impl FastReads {
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, statements: Arc<AtomicU64>) -> Self {
+        Self {
+            path,
+            busy_timeout,
+            idle: Arc::default(),
+            statements,
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+        conn.pragma_update(None, "cache_size", -16384)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(conn)
+    }
+
+    /// Runs `read` on a connection in a blocking task; `statements` is how many SQL
+    /// statements it runs, for the store's count.
+    async fn run<T: Send + 'static>(
+        &self,
+        statements: u64,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match this.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+                Some(conn) => conn,
+                None => this.open().map_err(fault)?,
+            };
+            this.statements.fetch_add(statements, Ordering::Relaxed);
+            let result = read(&conn);
+            if let Ok(mut idle) = this.idle.lock() {
+                if idle.len() < KEPT {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Corrupt("a read task failed".into()))?
+    }
+
+    /// The rows of `sql` (with `ids` bound in order), each converted by `convert`.
+    pub(super) async fn deployments(
+        &self,
+        sql: String,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        self.run(1, move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params))
+                .map_err(fault)?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next().map_err(fault)? {
+                found.push(rows::deployment(deployment_model(row).map_err(fault)?)?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Every event of these deployments, oldest first, in one statement.
+    pub(super) async fn events_of(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(1, move |conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE deployment_id IN ({}) \
+                 ORDER BY seq",
+                vec!["?"; ids.len()].join(", ")
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(ids.iter()))
+                .map_err(fault)?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next().map_err(fault)? {
+                found.push(rows::event(event_model(row).map_err(fault)?)?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+/// The columns of `deployment::Model`, in its field order.
+pub(super) const DEPLOYMENT_COLUMNS: &str = "id, service, environment, version, requester, \
+     work_refs, risk, rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, \
+     idempotency_key, required_approvals, promoted_from, release_notes, started_at, start_deadline";
+
+const EVENT_COLUMNS: &str = "seq, id, deployment_id, service, environment, kind, actor, note, \
+     from_status, to_status, occurred_at, overrides";
+
+fn deployment_model(row: &Row<'_>) -> rusqlite::Result<deployment::Model> {
+    Ok(deployment::Model {
+        id: row.get(0)?,
+        service: row.get(1)?,
+        environment: row.get(2)?,
+        version: row.get(3)?,
+        requester: row.get(4)?,
+        work_refs: row.get(5)?,
+        risk: row.get(6)?,
+        rollback_plan: row.get(7)?,
+        status: row.get(8)?,
+        reviewed_by: row.get(9)?,
+        reviewed_at: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+        idempotency_key: row.get(13)?,
+        required_approvals: row.get(14)?,
+        promoted_from: row.get(15)?,
+        release_notes: row.get(16)?,
+        started_at: row.get(17)?,
+        start_deadline: row.get(18)?,
+    })
+}
+
+fn event_model(row: &Row<'_>) -> rusqlite::Result<event::Model> {
+    Ok(event::Model {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        deployment_id: row.get(2)?,
+        service: row.get(3)?,
+        environment: row.get(4)?,
+        kind: row.get(5)?,
+        actor: row.get(6)?,
+        note: row.get(7)?,
+        from_status: row.get(8)?,
+        to_status: row.get(9)?,
+        occurred_at: row.get(10)?,
+        overrides: row.get(11)?,
+    })
+}
+
+/// A database error of the plain connections, as the store reports them.
+fn fault(err: rusqlite::Error) -> StoreError {
+    StoreError::Database(sea_orm::DbErr::Custom(err.to_string()))
+}
