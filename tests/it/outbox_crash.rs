@@ -445,6 +445,32 @@ fn missing<'a>(deliveries: &'a [Delivery], seen: &HashSet<String>) -> Vec<&'a st
         .collect()
 }
 
+/// Whether each webhook's receiver got every delivery recorded for it, and the API shows
+/// them all DELIVERED; else what is missing, with each one's status and attempts.
+async fn all_received_and_delivered(
+    api: &Api,
+    webhooks: &[String],
+    recorded: &[Vec<Delivery>],
+    sinks: &[Sink],
+) -> Result<(), String> {
+    for (i, webhook) in webhooks.iter().enumerate() {
+        let lacking = missing(&recorded[i], &sinks[i].ids());
+        if !lacking.is_empty() {
+            let now = deliveries(api, webhook).await;
+            let state: Vec<String> = now
+                .iter()
+                .filter(|d| lacking.contains(&d.id.as_str()))
+                .map(|d| format!("{} {} after {} attempts", d.id, d.status, d.attempts))
+                .collect();
+            return Err(format!("webhook {i}: not received: {state:?}"));
+        }
+        if !settled(api, webhook).await {
+            return Err(format!("webhook {i}: deliveries not all DELIVERED"));
+        }
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ test 1
 
 /// Every write acknowledged, or the test fails.
@@ -575,21 +601,7 @@ async fn pending_deliveries_and_triggers_survive_kill_9() {
         "every delivery and trigger after the restart",
         SETTLE,
         || async {
-            for (i, webhook) in webhooks.iter().enumerate() {
-                let lacking = missing(&recorded[i], &sinks[i].ids());
-                if !lacking.is_empty() {
-                    let now = deliveries(&api, webhook).await;
-                    let state: Vec<String> = now
-                        .iter()
-                        .filter(|d| lacking.contains(&d.id.as_str()))
-                        .map(|d| format!("{} {} after {} attempts", d.id, d.status, d.attempts))
-                        .collect();
-                    return Err(format!("webhook {i}: not received: {state:?}"));
-                }
-                if !settled(&api, webhook).await {
-                    return Err(format!("webhook {i}: deliveries not all DELIVERED"));
-                }
-            }
+            all_received_and_delivered(&api, &webhooks, &recorded, &sinks).await?;
             for id in &started {
                 let execution = execution(&api, id).await;
                 if execution["status"] != "TRIGGERED" {
@@ -872,21 +884,7 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
         "every recorded delivery received and DELIVERED",
         SETTLE,
         || async {
-            for (i, webhook) in webhooks.iter().enumerate() {
-                let lacking = missing(&recorded[i], &sinks[i].ids());
-                if !lacking.is_empty() {
-                    let now = deliveries(&api, webhook).await;
-                    let state: Vec<String> = now
-                        .iter()
-                        .filter(|d| lacking.contains(&d.id.as_str()))
-                        .map(|d| format!("{} {} after {} attempts", d.id, d.status, d.attempts))
-                        .collect();
-                    return Err(format!("webhook {i}: not received: {state:?}"));
-                }
-                if !settled(&api, webhook).await {
-                    return Err(format!("webhook {i}: deliveries not all DELIVERED"));
-                }
-            }
+            all_received_and_delivered(&api, &webhooks, &recorded, &sinks).await?;
             // Every execution in the database: the acknowledged starts', and one that a
             // start in flight at the kill may have committed.
             for id in &created {
