@@ -16,14 +16,7 @@ use crate::domain::{Environment, EnvironmentConfig, ProductionEnvironments};
 impl Store {
     /// Every known environment, in release-train order: position, then name.
     pub async fn environments(&self) -> Result<Vec<Environment>, StoreError> {
-        environment::Entity::find()
-            .order_by_asc(environment::Column::Position)
-            .order_by_asc(environment::Column::Name)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_row)
-            .collect()
+        all_in(&self.read).await
     }
 
     /// The environment with this name (trimmed), if it is known.
@@ -155,4 +148,17 @@ fn from_row(row: environment::Model) -> Result<Environment, StoreError> {
         updated_by: row.updated_by,
         name: row.name,
     })
+}
+
+/// Every known environment, in train order, as `conn` (a reader, or a write
+/// transaction) sees them.
+pub(super) async fn all_in(conn: &impl ConnectionTrait) -> Result<Vec<Environment>, StoreError> {
+    environment::Entity::find()
+        .order_by_asc(environment::Column::Position)
+        .order_by_asc(environment::Column::Name)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
 }

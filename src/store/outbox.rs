@@ -617,25 +617,20 @@ pub(super) async fn remove_target(
     Ok(current)
 }
 
-/// The version live in the deployment's place now, inside the writer's transaction:
-/// the release train's rule (the SUCCEEDED deployment whose SUCCEEDED event is latest).
+/// The version live in the deployment's place now, as the writer's transaction sees it:
+/// the release train's own rule (`ReleaseTrain::assemble`), read on the transaction.
 async fn live_version(
     txn: &impl ConnectionTrait,
     service: &str,
     environment: &str,
 ) -> Result<Option<String>, StoreError> {
-    let row = txn
-        .query_one_raw(stmt(
-            "SELECT l.version FROM deployments l \
-             WHERE l.service = ? AND l.environment = ? AND l.status = 'SUCCEEDED' \
-             ORDER BY l.updated_at DESC, \
-                      (SELECT s.seq FROM deployment_events s \
-                       WHERE s.deployment_id = l.id AND s.kind = 'SUCCEEDED') DESC, \
-                      l.id DESC LIMIT 1",
-            vec![service.into(), environment.into()],
-        ))
-        .await?;
-    row.map(|row| get::<String>(&row, "version")).transpose()
+    let train = super::train::train_in(txn, service).await?;
+    Ok(train
+        .stops
+        .into_iter()
+        .find(|stop| stop.environment.name == environment)
+        .and_then(|stop| stop.live)
+        .map(|live| live.version))
 }
 
 /// Writes the execution the event just written asks of its place's target, if any, in

@@ -47,24 +47,32 @@ impl Store {
     /// The release train of `service` (trimmed): one stop per known environment.
     #[tracing::instrument(skip(self))]
     pub async fn release_train(&self, service: &str) -> Result<ReleaseTrain, StoreError> {
-        let service = service.trim();
-        let environments = self.environments().await?;
-        let found = self
-            .read
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                TRAIN_DEPLOYMENTS,
-                [service.into(), service.into()],
-            ))
-            .await?;
-        let entries = found
-            .iter()
-            .map(|row| {
-                let model = deployment::Model::from_query_result(row, "")?;
-                let seq: Option<i64> = row.try_get("", "succeeded_seq")?;
-                Ok(TrainEntry::new(rows::deployment(model)?, seq))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(ReleaseTrain::assemble(service, environments, entries))
+        train_in(&self.read, service).await
     }
+}
+
+/// The release train of `service` (trimmed) as `conn` (a reader, or a write
+/// transaction) sees it.
+pub(super) async fn train_in(
+    conn: &impl ConnectionTrait,
+    service: &str,
+) -> Result<ReleaseTrain, StoreError> {
+    let service = service.trim();
+    let environments = super::environments::all_in(conn).await?;
+    let found = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            TRAIN_DEPLOYMENTS,
+            [service.into(), service.into()],
+        ))
+        .await?;
+    let entries = found
+        .iter()
+        .map(|row| {
+            let model = deployment::Model::from_query_result(row, "")?;
+            let seq: Option<i64> = row.try_get("", "succeeded_seq")?;
+            Ok(TrainEntry::new(rows::deployment(model)?, seq))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(ReleaseTrain::assemble(service, environments, entries))
 }
