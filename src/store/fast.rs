@@ -85,7 +85,7 @@ impl FastReads {
         .map_err(|_| StoreError::Corrupt("a read task failed".into()))?
     }
 
-    /// The rows of `sql` (with `ids` bound in order), each converted by `convert`.
+    /// The deployments `sql` selects (`DEPLOYMENT_COLUMNS`, with `params` bound in order).
     pub(super) async fn deployments(
         &self,
         sql: String,
