@@ -25,7 +25,7 @@ pub mod deployment {
         pub updated_at: i64,
         /// Set when the client gave one; unique.
         pub idempotency_key: Option<String>,
-        pub required_approvals: i32,
+        pub required_approvals: i64,
         pub promoted_from: Option<String>,
         pub release_notes: Option<String>,
         pub started_at: Option<i64>,
@@ -101,10 +101,10 @@ pub mod environment {
         pub name: String,
         /// UUIDv7, for `node(id)`; unique.
         pub id: String,
-        pub position: i32,
+        pub position: i64,
         pub tier: String,
-        pub required_approvals: i32,
-        pub start_timeout_seconds: Option<i32>,
+        pub required_approvals: i64,
+        pub start_timeout_seconds: Option<i64>,
         pub updated_by: Option<String>,
         pub updated_at: i64,
     }

@@ -118,12 +118,10 @@ fn row(e: &Environment) -> environment::ActiveModel {
     environment::ActiveModel {
         name: Set(e.name.clone()),
         id: Set(e.id.to_string()),
-        position: Set(e.position),
+        position: Set(i64::from(e.position)),
         tier: Set(e.tier.as_str().to_owned()),
-        required_approvals: Set(i32::from(e.required_approvals)),
-        start_timeout_seconds: Set(e
-            .start_timeout_seconds
-            .map(|s| i32::try_from(s).unwrap_or(i32::MAX))),
+        required_approvals: Set(i64::from(e.required_approvals)),
+        start_timeout_seconds: Set(e.start_timeout_seconds.map(i64::from)),
         updated_by: Set(e.updated_by.clone()),
         updated_at: Set(e.updated_at.timestamp_millis()),
     }
@@ -144,7 +142,7 @@ fn from_row(row: environment::Model) -> Result<Environment, StoreError> {
             .transpose()?,
         updated_at: chrono::DateTime::from_timestamp_millis(row.updated_at)
             .ok_or_else(|| corrupt("update time"))?,
-        position: row.position,
+        position: i32::try_from(row.position).map_err(|_| corrupt("position"))?,
         updated_by: row.updated_by,
         name: row.name,
     })

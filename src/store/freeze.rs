@@ -30,7 +30,7 @@ pub(super) mod entity {
         pub starts_at: Option<i64>,
         pub ends_at: Option<i64>,
         pub cron: Option<String>,
-        pub duration_minutes: Option<i32>,
+        pub duration_minutes: Option<i64>,
         pub time_zone: String,
         pub created_by: String,
         pub created_at: i64,
@@ -203,7 +203,7 @@ fn row(w: &FreezeWindow) -> entity::ActiveModel {
         starts_at: Set(w.starts_at.map(|t| t.timestamp_millis())),
         ends_at: Set(w.ends_at.map(|t| t.timestamp_millis())),
         cron: Set(w.cron.clone()),
-        duration_minutes: Set(w.duration_minutes),
+        duration_minutes: Set(w.duration_minutes.map(i64::from)),
         time_zone: Set(w.time_zone.clone()),
         created_by: Set(w.created_by.clone()),
         created_at: Set(w.created_at.timestamp_millis()),
@@ -230,7 +230,13 @@ fn from_row(row: entity::Model) -> Result<FreezeWindow, StoreError> {
         environment: row.environment,
         reason: row.reason,
         cron: row.cron,
-        duration_minutes: row.duration_minutes,
+        duration_minutes: row
+            .duration_minutes
+            .map(|m| {
+                i32::try_from(m)
+                    .map_err(|_| StoreError::Corrupt("a freeze window's duration".into()))
+            })
+            .transpose()?,
         time_zone: row.time_zone,
         created_by: row.created_by,
         removed_by: row.removed_by,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, Statement,
+    QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -100,7 +100,7 @@ pub(super) async fn one_started<T>(
 }
 
 fn is_second_started(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(m)) if m.contains(ONE_STARTED_COLUMNS))
+    super::direct::unique_violation(err).is_some_and(|m| m.contains(ONE_STARTED_COLUMNS))
 }
 
 /// Per (service, environment): its STARTED deployment, and its newest SUCCEEDED one by

@@ -8,6 +8,7 @@
 //! the file lock) means concurrent requests wait in order instead of failing with
 //! SQLITE_BUSY, and lets the writer commit them in groups.
 
+mod direct;
 mod entity;
 mod environments;
 mod fast;
@@ -43,7 +44,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition};
+use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
@@ -201,7 +202,6 @@ const REPLAY_PAGE: u64 = 256;
 #[derive(Clone)]
 pub struct Store {
     read: DatabaseConnection,
-    write: DatabaseConnection,
     /// The queue of the writer task, which owns every write (see `writer.rs`).
     writes: mpsc::Sender<writer::Job>,
     /// Every committed event, once, in commit order.
@@ -213,9 +213,8 @@ pub struct Store {
     deadlines: Arc<tokio::sync::Notify>,
     /// Notified by the writer after deliveries or executions commit (`crate::outbox`).
     outbox: Arc<tokio::sync::Notify>,
-    /// Plain connections for the hottest reads (`fast.rs`); None for an in-memory
-    /// database, which only the pools can see.
-    fast: Option<fast::FastReads>,
+    /// Plain connections for the hottest reads (`fast.rs`).
+    fast: fast::FastReads,
 }
 
 impl Store {
@@ -224,14 +223,26 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let options = connect_options(config)?;
         let file = options.get_filename().to_path_buf();
-        let write_pool = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write_pool);
-        Migrator::up(&write, None).await?;
-        environments::register_existing(&write, &config.production).await?;
+        let url = config.database_url.trim();
+        if file.as_os_str().is_empty() || url.contains(":memory:") || url.contains("mode=memory") {
+            // The writer and the readers are separate connections: each would see a
+            // database of its own.
+            return Err(StoreError::Open(sqlx::Error::Configuration(
+                "an in-memory database is not supported; give a file".into(),
+            )));
+        }
+        {
+            let write_pool = SqlitePoolOptions::new()
+                .min_connections(1)
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write_pool);
+            Migrator::up(&write, None).await?;
+            environments::register_existing(&write, &config.production).await?;
+            write.close().await?;
+        }
+        let direct = direct::Direct::open(&file, config.busy_timeout)?;
 
         let read_pool = SqlitePoolOptions::new()
             .max_connections(Ord::max(config.readers, 1))
@@ -245,13 +256,12 @@ impl Store {
         read.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        let fast = (!file.as_os_str().is_empty() && file.as_os_str() != ":memory:")
-            .then(|| fast::FastReads::new(file, config.busy_timeout, read_statements.clone()));
+        let fast = fast::FastReads::new(file, config.busy_timeout, read_statements.clone());
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let outbox = Arc::new(tokio::sync::Notify::new());
         let writes = writer::spawn(
-            write.clone(),
+            direct,
             hub.clone(),
             Arc::new(config.production.clone()),
             writer::Wake {
@@ -259,10 +269,10 @@ impl Store {
                 outbox: outbox.clone(),
             },
             config.retry,
-        );
+        )
+        .map_err(|err| StoreError::Corrupt(format!("cannot start the writer: {err}")))?;
         Ok(Self {
             read,
-            write,
             writes,
             hub,
             read_statements,
@@ -284,10 +294,11 @@ impl Store {
         Ok(())
     }
 
-    /// Closes both pools, waiting for connections in use to come back.
+    /// Closes the readers' pool, waiting for connections in use to come back. The writer
+    /// finishes the writes queued and closes its connection when the last `Store` clone
+    /// is dropped.
     pub async fn close(self) -> Result<(), StoreError> {
         self.read.close().await?;
-        self.write.close().await?;
         Ok(())
     }
 
@@ -435,31 +446,9 @@ impl Store {
         first: u64,
         after: Option<DeploymentKey>,
     ) -> Result<Page<Deployment>, StoreError> {
-        if let Some(fast) = &self.fast {
-            let (sql, params) = fast_page_sql(filter, first, after);
-            let found = fast.deployments(sql, params).await?;
-            return page(found, first, Ok);
-        }
-        let mut query = deployment::Entity::find().filter(deployment_condition(filter));
-        if let Some(key) = after {
-            query = query.filter(
-                Expr::tuple([
-                    Expr::col(deployment::Column::CreatedAt),
-                    Expr::col(deployment::Column::Id),
-                ])
-                .lt(Expr::tuple([
-                    Expr::value(key.created_at_ms),
-                    Expr::value(key.id.to_string()),
-                ])),
-            );
-        }
-        let rows = query
-            .order_by_desc(deployment::Column::CreatedAt)
-            .order_by_desc(deployment::Column::Id)
-            .limit(first + 1)
-            .all(&self.read)
-            .await?;
-        page(rows, first, rows::deployment)
+        let (sql, params) = fast_page_sql(filter, first, after);
+        let found = self.fast.deployments(sql, params).await?;
+        page(found, first, Ok)
     }
 
     /// How many deployments match the filter, all pages together.
@@ -475,22 +464,10 @@ impl Store {
         &self,
         deployment_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<StoredEvent>>, StoreError> {
-        let events = match &self.fast {
-            Some(fast) => {
-                fast.events_of(deployment_ids.iter().map(Uuid::to_string).collect())
-                    .await?
-            }
-            None => event::Entity::find()
-                .filter(
-                    event::Column::DeploymentId.is_in(deployment_ids.iter().map(Uuid::to_string)),
-                )
-                .order_by_asc(event::Column::Seq)
-                .all(&self.read)
-                .await?
-                .into_iter()
-                .map(rows::event)
-                .collect::<Result<_, _>>()?,
-        };
+        let events = self
+            .fast
+            .events_of(deployment_ids.iter().map(Uuid::to_string).collect())
+            .await?;
         let mut by_deployment: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
         for stored in events {
             by_deployment

@@ -57,12 +57,16 @@ pub(super) async fn promote(
         .column(environment::Column::Position)
         .order_by_asc(environment::Column::Position)
         .order_by_asc(environment::Column::Name)
-        .into_tuple::<(String, i32)>()
+        .into_tuple::<(String, i64)>()
         .all(txn)
         .await?
         .into_iter()
-        .map(|(name, position)| Place::new(name, position))
-        .collect();
+        .map(|(name, position)| {
+            i32::try_from(position)
+                .map(|position| Place::new(name, position))
+                .map_err(|_| StoreError::Corrupt("an environment's position".into()))
+        })
+        .collect::<Result<_, _>>()?;
     let target = promotion
         .target(&source, &train)
         .map_err(|refused| match refused {

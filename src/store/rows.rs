@@ -29,7 +29,7 @@ pub(super) fn deployment_row(
         created_at: Set(d.created_at.timestamp_millis()),
         updated_at: Set(d.updated_at.timestamp_millis()),
         idempotency_key: Set(idempotency_key),
-        required_approvals: Set(i32::from(d.required_approvals)),
+        required_approvals: Set(i64::from(d.required_approvals)),
         promoted_from: Set(d.promoted_from.map(|id| id.to_string())),
         release_notes: Set(d.release_notes.clone()),
         started_at: Set(d.started_at.map(|t| t.timestamp_millis())),

@@ -76,7 +76,7 @@ pub(super) async fn timeout_in_force(
     txn: &impl ConnectionTrait,
     environment_name: &str,
 ) -> Result<Option<u32>, StoreError> {
-    let seconds: Option<Option<i32>> = environment::Entity::find_by_id(environment_name.trim())
+    let seconds: Option<Option<i64>> = environment::Entity::find_by_id(environment_name.trim())
         .select_only()
         .column(environment::Column::StartTimeoutSeconds)
         .into_tuple()

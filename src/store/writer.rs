@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::direct::Direct;
 use super::entity::{deployment, event};
 use super::environments;
 use super::freeze;
@@ -28,7 +28,7 @@ use super::guards;
 use super::outbox::{self, Delivery};
 use super::promotion;
 use super::timeouts;
-use super::{immediate, now, rows, StoreError, StoredEvent, Written};
+use super::{now, rows, StoreError, StoredEvent, Written};
 use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow};
 use crate::domain::integrations::{
     AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
@@ -204,15 +204,18 @@ impl State {
     }
 }
 
+/// Starts the writer on a thread of its own, which runs every statement itself: a group
+/// of writes takes no thread switch until its answers are sent (see `direct.rs`).
 pub(super) fn spawn(
-    db: DatabaseConnection,
+    db: Direct,
     hub: broadcast::Sender<Arc<StoredEvent>>,
     production: Arc<ProductionEnvironments>,
     wake: Wake,
     retry: RetryPolicy,
-) -> mpsc::Sender<Job> {
+) -> std::io::Result<mpsc::Sender<Job>> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
-    tokio::spawn(async move {
+    let runtime = tokio::runtime::Handle::current();
+    let writer = async move {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut state = State {
             production,
@@ -229,8 +232,12 @@ pub(super) fn spawn(
             commit_group(&db, &hub, &mut state, &wake, std::mem::take(&mut group)).await;
             queued.set(rx.len());
         }
-    });
-    tx
+    };
+    // The statements' futures complete at once; only waiting for the queue parks the thread.
+    std::thread::Builder::new()
+        .name("shiplog-writer".into())
+        .spawn(move || runtime.block_on(writer))?;
+    Ok(tx)
 }
 
 /// The active webhooks as this transaction sees them.
@@ -349,7 +356,7 @@ async fn executor_failed(
 }
 
 async fn commit_group(
-    db: &DatabaseConnection,
+    db: &Direct,
     hub: &broadcast::Sender<Arc<StoredEvent>>,
     state: &mut State,
     wake: &Wake,
@@ -358,10 +365,10 @@ async fn commit_group(
     let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
     let mut outbox_work = false;
     let committed = async {
-        let txn = db.begin_with_options(immediate()).await?;
+        db.control("BEGIN IMMEDIATE")?;
         for job in &group {
-            let savepoint = txn.begin().await?;
-            let outcome = run_write(&savepoint, state, &job.write).await;
+            db.control("SAVEPOINT write")?;
+            let outcome = run_write(db, state, &job.write).await;
             if job.write.changes_webhooks() {
                 state.webhooks = None;
             }
@@ -372,16 +379,20 @@ async fn commit_group(
                 }
                 Err(err) => Err(err),
             };
-            match &outcome {
-                Ok(_) => savepoint.commit().await?,
-                Err(_) => savepoint.rollback().await?,
+            if outcome.is_err() {
+                db.control("ROLLBACK TO write")?;
             }
+            db.control("RELEASE write")?;
             outcomes.push(outcome);
         }
-        txn.commit().await
+        db.control("COMMIT")
     }
     .await;
     if committed.is_err() {
+        // Whatever failed, nothing of the group stays: the next group begins afresh.
+        if let Err(err) = db.control("ROLLBACK") {
+            tracing::debug!(error = %err, "rolling back a failed write group");
+        }
         // The webhooks read in the failed transaction may not be what is stored.
         state.webhooks = None;
     }

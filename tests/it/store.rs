@@ -1876,3 +1876,19 @@ async fn a_write_that_fails_inside_a_group_commit_rolls_back_alone() {
     let all = seqs(&all_events(&store).await);
     assert_eq!(all, (1..=all.len() as i64).collect::<Vec<_>>());
 }
+
+/// The writer and the readers are separate connections, so an in-memory database would be
+/// a different database for each: it is refused with a reason, not half-served.
+#[tokio::test]
+async fn an_in_memory_database_is_refused_with_a_reason() {
+    for url in ["sqlite::memory:", ":memory:"] {
+        let err = match Store::open(&StoreConfig::new(url)).await {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("in-memory database is not supported"),
+            "{url}: {err}"
+        );
+    }
+}
