@@ -23,7 +23,9 @@ use super::{rows, StoreError, StoredEvent, MMAP_BYTES};
 use crate::domain::Deployment;
 
 /// Connections kept for reuse; more may be open at once under load, and are closed after.
-const KEPT: usize = 4;
+/// Opening one costs a schema read and fresh statements: at 4 kept, a dashboard under 16
+/// clients spent a tenth of its CPU opening connections (BENCHMARKS.md).
+const KEPT: usize = 32;
 
 /// Plain SQLite connections to one database file, for reads.
 #[derive(Clone)]
