@@ -7,6 +7,7 @@ mod error;
 mod freeze;
 mod guards;
 mod hooks;
+mod inline;
 mod integrations;
 mod limits;
 mod loaders;

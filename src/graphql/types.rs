@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::cursor;
 use super::error::ApiError;
+use super::inline::Inline;
 use super::loaders::{DeploymentLoader, EventsLoader};
 use crate::domain::{self, Deployment, Timestamp};
 use crate::store::{self, DeploymentKey, StoredEvent};
@@ -159,7 +160,7 @@ impl DeploymentObject {
         DateTime(self.deployment.updated_at)
     }
     /// The full history, oldest first.
-    async fn events(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
+    async fn events(&self, ctx: &Context<'_>) -> Result<Vec<Inline<EventObject>>, ApiError> {
         self.events_where(ctx, |_| true).await
     }
     /// The SUCCEEDED deployment whose version this one promotes; null unless created by promoteDeployment.
@@ -179,7 +180,7 @@ impl DeploymentObject {
         i32::from(self.deployment.required_approvals)
     }
     /// The APPROVED events so far, oldest first.
-    async fn approvals(&self, ctx: &Context<'_>) -> Result<Vec<EventObject>, ApiError> {
+    async fn approvals(&self, ctx: &Context<'_>) -> Result<Vec<Inline<EventObject>>, ApiError> {
         self.events_where(ctx, |e| e.event.kind == domain::EventKind::Approved)
             .await
     }
@@ -246,13 +247,13 @@ impl DeploymentObject {
         &self,
         ctx: &Context<'_>,
         keep: impl Fn(&StoredEvent) -> bool,
-    ) -> Result<Vec<EventObject>, ApiError> {
+    ) -> Result<Vec<Inline<EventObject>>, ApiError> {
         let events = self.loaded_events(ctx).await?;
         // Each event's deployment is this one: no need to load it again.
         Ok(events
             .iter()
             .filter(|e| keep(e))
-            .map(|e| EventObject::of(e.clone(), Some(self.deployment.clone())))
+            .map(|e| Inline(EventObject::of(e.clone(), Some(self.deployment.clone()))))
             .collect())
     }
 }
@@ -418,8 +419,8 @@ impl DeploymentConnection {
     async fn edges(&self) -> &[DeploymentEdge] {
         &self.edges
     }
-    async fn nodes(&self) -> Vec<DeploymentObject> {
-        self.edges.iter().map(|e| e.node.clone()).collect()
+    async fn nodes(&self) -> Vec<Inline<DeploymentObject>> {
+        self.edges.iter().map(|e| Inline(e.node.clone())).collect()
     }
     async fn page_info(&self) -> PageInfo {
         PageInfo {

@@ -107,6 +107,22 @@ impl FastReads {
         .await
     }
 
+    /// The count `sql` selects (one row, one column, with `params` bound in order).
+    pub(super) async fn count(
+        &self,
+        sql: String,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<u64, StoreError> {
+        self.run(1, move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
+            let count: i64 = stmt
+                .query_row(rusqlite::params_from_iter(params), |row| row.get(0))
+                .map_err(fault)?;
+            u64::try_from(count).map_err(|_| StoreError::Corrupt("a negative count".into()))
+        })
+        .await
+    }
+
     /// Every event of these deployments, oldest first, in one statement.
     pub(super) async fn events_of(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, StoreError> {
         if ids.is_empty() {

@@ -453,10 +453,8 @@ impl Store {
 
     /// How many deployments match the filter, all pages together.
     pub async fn count_deployments(&self, filter: &DeploymentFilter) -> Result<u64, StoreError> {
-        Ok(deployment::Entity::find()
-            .filter(deployment_condition(filter))
-            .count(&self.read)
-            .await?)
+        let (sql, params) = fast_filter_sql("SELECT COUNT(*) FROM deployments".into(), filter);
+        self.fast.count(sql, params).await
     }
 
     /// Every event of these deployments, oldest first, in one statement.
@@ -567,10 +565,28 @@ fn fast_page_sql(
     after: Option<DeploymentKey>,
 ) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
-    let mut sql = format!(
-        "SELECT {} FROM deployments WHERE 1",
-        fast::DEPLOYMENT_COLUMNS
+    let (mut sql, mut params) = fast_filter_sql(
+        format!("SELECT {} FROM deployments", fast::DEPLOYMENT_COLUMNS),
+        filter,
     );
+    if let Some(key) = after {
+        sql.push_str(" AND (created_at, id) < (?, ?)");
+        params.push(V::Integer(key.created_at_ms));
+        params.push(V::Text(key.id.to_string()));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    params.push(V::Integer(i64::try_from(first + 1).unwrap_or(i64::MAX)));
+    (sql, params)
+}
+
+/// `select` over the deployments, with the filter's conditions (all must hold) as its
+/// WHERE clause and their values as parameters.
+fn fast_filter_sql(
+    select: String,
+    filter: &DeploymentFilter,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut sql = select + " WHERE 1";
     let mut params = Vec::new();
     if let Some(service) = &filter.service {
         sql.push_str(" AND service = ?");
@@ -591,31 +607,7 @@ fn fast_page_sql(
             params.extend(statuses.iter().map(|s| V::Text(s.as_str().to_owned())));
         }
     }
-    if let Some(key) = after {
-        sql.push_str(" AND (created_at, id) < (?, ?)");
-        params.push(V::Integer(key.created_at_ms));
-        params.push(V::Text(key.id.to_string()));
-    }
-    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
-    params.push(V::Integer(i64::try_from(first + 1).unwrap_or(i64::MAX)));
     (sql, params)
-}
-
-fn deployment_condition(filter: &DeploymentFilter) -> Condition {
-    let mut cond = Condition::all();
-    if let Some(service) = &filter.service {
-        cond = cond.add(deployment::Column::Service.eq(service.trim()));
-    }
-    if let Some(environment) = &filter.environment {
-        cond = cond.add(deployment::Column::Environment.eq(environment.trim()));
-    }
-    if let Some(statuses) = &filter.statuses {
-        cond = cond.add(any_of(
-            deployment::Column::Status,
-            statuses.iter().map(|s| s.as_str()),
-        ));
-    }
-    cond
 }
 
 fn event_condition(filter: &EventFilter) -> Condition {

@@ -1591,3 +1591,75 @@ async fn a_browser_getting_graphql_receives_graphiql_wired_to_the_websocket_endp
     assert!(page.contains("/graphql/ws"), "wired to /graphql/ws");
     app.stop().await;
 }
+
+/// `nodes` and `events` answer their fields one after another (graphql/inline.rs) while
+/// `edges { node }` goes through async-graphql's own resolution: the same selection,
+/// with aliases, a field selected twice, named and inline fragments on the type and on an
+/// interface it implements, and `__typename`, answers the same.
+#[tokio::test]
+async fn nodes_answer_every_selection_exactly_as_edges_do() {
+    let db = TestDb::new();
+    let app = TestApp::start(&db, &[]).await;
+    let first = app.create("inline", "staging").await;
+    app.act(
+        "approveDeployment",
+        &first,
+        "reviewer@example.com",
+        Some("fine"),
+    )
+    .await;
+    app.create("inline", "qa").await;
+
+    let selection = r#"
+        __typename
+        key: id
+        service
+        ...Facts
+        ... on Node { nodeId: id }
+        ... { status }
+        events { id kind }
+        events { kind actor __typename ... on Node { id } }
+        approvals { actor }
+        theSame: events { note }
+    "#;
+    let body = app
+        .ok(
+            &format!(
+                "fragment Facts on Deployment {{ environment requiredApprovals reviewedBy }}
+                 {{ deployments(first: 10) {{
+                      nodes {{ {selection} }}
+                      edges {{ node {{ {selection} }} }}
+                 }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    let page = &body["deployments"];
+    let nodes = page["nodes"].as_array().expect("nodes");
+    let edges: Vec<&Value> = page["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| &e["node"])
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes.iter().collect::<Vec<_>>(), edges);
+
+    let approved = &nodes[1];
+    assert_eq!(approved["__typename"], "Deployment");
+    assert_eq!(approved["key"], json!(first));
+    assert_eq!(approved["nodeId"], json!(first));
+    assert_eq!(approved["status"], "APPROVED");
+    assert_eq!(approved["environment"], "staging");
+    let events = approved["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["kind"], "APPROVED");
+    assert_eq!(events[1]["actor"], "reviewer@example.com");
+    assert_eq!(events[1]["__typename"], "DeploymentEvent");
+    assert!(events[1]["id"].is_string());
+    assert_eq!(
+        approved["approvals"],
+        json!([{ "actor": "reviewer@example.com" }])
+    );
+    assert_eq!(approved["theSame"][1]["note"], "fine");
+}
