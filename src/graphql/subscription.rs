@@ -2,6 +2,7 @@ use async_graphql::{Context, Subscription};
 use futures_util::{Stream, StreamExt};
 
 use super::error::ApiError;
+use super::inline::Inline;
 use super::types::{DeploymentEventFilter, EventObject};
 use super::{cursor, store, Stopping};
 
@@ -15,7 +16,7 @@ impl Subscription {
         ctx: &Context<'_>,
         filter: Option<DeploymentEventFilter>,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<EventObject, ApiError>>, ApiError> {
+    ) -> Result<impl Stream<Item = Result<Inline<EventObject>, ApiError>>, ApiError> {
         let store = store(ctx)?;
         let filter = filter.unwrap_or_default().into_store("filter")?;
         let after = match after {
@@ -37,9 +38,10 @@ impl Subscription {
             }
         };
         // Ending the stream on a stop makes the transport send `complete`.
-        let events = events
-            .take_until(until_stop)
-            .map(|e| e.map(EventObject::new).map_err(ApiError::from));
+        let events = events.take_until(until_stop).map(|e| {
+            e.map(|stored| Inline(EventObject::new(stored)))
+                .map_err(ApiError::from)
+        });
         // The guard lives inside the stream: counted from its first poll until it ends
         // or is dropped (the client unsubscribed or went away).
         Ok(async_stream::stream! {

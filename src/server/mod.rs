@@ -220,6 +220,13 @@ pub async fn run_with(
         .as_ref()
         .map(|sender| crate::outbox::spawn(store.clone(), sender.0.clone(), stopping.clone()));
     let app = router(schema, store, Stopping::new(stopping), options);
+    // Every message goes out when written: an event reaches a subscriber without waiting
+    // for the acknowledgement of the one before (Nagle's algorithm).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
