@@ -125,6 +125,14 @@ impl Extension for RequestHooks {
     ) -> ServerResult<ExecutableDocument> {
         self.metrics
             .parsing(probe(ctx).is_some_and(|probe| probe.dry_run));
+        // The same text parses to the same document and meets the same limits: a text
+        // seen before is not parsed again (async-graphql's checks after parsing, depth
+        // and directives, passed then too).
+        if let Some(doc) = self.documents.parsed(query) {
+            self.metrics.parsed(&doc);
+            self.order.document(doc.clone(), variables);
+            return Ok(ExecutableDocument::clone(&doc));
+        }
         let doc = next.run(ctx, query, variables).await.map_err(|mut err| {
             set_code_if_missing(&mut err, "GRAPHQL_PARSE_FAILED");
             err
@@ -134,7 +142,8 @@ impl Extension for RequestHooks {
             set_code_if_missing(&mut err, "GRAPHQL_VALIDATION_FAILED");
             err
         })?;
-        self.order.document(&self.documents, query, &doc, variables);
+        let shared = self.documents.remember(query, doc.clone());
+        self.order.document(shared, variables);
         Ok(doc)
     }
 

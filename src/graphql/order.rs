@@ -10,7 +10,7 @@
 //! the concrete type is the one whose collected fields are exactly the keys present.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
@@ -32,28 +32,59 @@ struct Captured {
     document: Option<(Arc<ExecutableDocument>, Variables)>,
 }
 
-/// Parsed documents shared by the requests and subscriptions that sent the same text, so
-/// that a thousand dashboards subscribed with one document hold one copy of it, not a
-/// thousand. Entries are weak: a document lives as long as something orders by it.
+/// Parsed documents by their exact text, shared by the requests and subscriptions that
+/// send it: a client sends the same few documents over and over, so each is parsed and
+/// checked against the document limits once, and a thousand dashboards subscribed with
+/// one document hold one copy of it, not a thousand. Only documents that parsed and
+/// passed the limits are kept. Bounded by count and by text size; when either would be
+/// exceeded the remembered documents are forgotten and remembering starts over (those in
+/// use stay alive with their users).
 #[derive(Default)]
-pub(super) struct SharedDocuments(Mutex<HashMap<Box<str>, Weak<ExecutableDocument>>>);
+pub(super) struct SharedDocuments(Mutex<Documents>);
 
-/// Distinct texts remembered at once; past it, dead entries are dropped, and while the
-/// live ones alone fill it a new text is simply not shared.
+#[derive(Default)]
+struct Documents {
+    parsed: HashMap<Box<str>, Arc<ExecutableDocument>>,
+    text_bytes: usize,
+}
+
+/// Distinct texts remembered at once.
 const MAX_SHARED_DOCUMENTS: usize = 1024;
+/// Their total length.
+const MAX_SHARED_TEXT_BYTES: usize = 1 << 20;
 
 impl SharedDocuments {
-    fn get(&self, query: &str, document: &ExecutableDocument) -> Arc<ExecutableDocument> {
-        let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = shared.get(query).and_then(Weak::upgrade) {
-            return existing;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Documents> {
+        // Each change is one insert or one clear: a panic elsewhere cannot tear it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The document parsed from exactly this text before, if it is remembered.
+    pub(super) fn parsed(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.lock().parsed.get(query).cloned()
+    }
+
+    /// Remembers the document parsed from `query` (which passed the limits).
+    pub(super) fn remember(
+        &self,
+        query: &str,
+        document: ExecutableDocument,
+    ) -> Arc<ExecutableDocument> {
+        let document = Arc::new(document);
+        let mut documents = self.lock();
+        if documents.parsed.len() >= MAX_SHARED_DOCUMENTS
+            || documents.text_bytes + query.len() > MAX_SHARED_TEXT_BYTES
+        {
+            documents.parsed.clear();
+            documents.text_bytes = 0;
         }
-        let document = Arc::new(document.clone());
-        if shared.len() >= MAX_SHARED_DOCUMENTS {
-            shared.retain(|_, weak| weak.strong_count() > 0);
-        }
-        if shared.len() < MAX_SHARED_DOCUMENTS {
-            shared.insert(query.into(), Arc::downgrade(&document));
+        if query.len() <= MAX_SHARED_TEXT_BYTES
+            && documents
+                .parsed
+                .insert(query.into(), document.clone())
+                .is_none()
+        {
+            documents.text_bytes += query.len();
         }
         document
     }
@@ -69,15 +100,8 @@ impl Capture {
         self.lock().operation_name = name;
     }
 
-    /// Keeps the document parsed from `query` (one copy per distinct text, in `shared`).
-    pub(super) fn document(
-        &self,
-        shared: &SharedDocuments,
-        query: &str,
-        document: &ExecutableDocument,
-        variables: &Variables,
-    ) {
-        let document = shared.get(query, document);
+    /// Keeps the request's document (shared with its other users, `SharedDocuments`).
+    pub(super) fn document(&self, document: Arc<ExecutableDocument>, variables: &Variables) {
         self.lock().document = Some((document, variables.clone()));
     }
 

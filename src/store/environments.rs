@@ -20,12 +20,24 @@ impl Store {
     }
 
     /// The environment with this name (trimmed), if it is known.
+    /// Every create reads it (its tier decides whether a risk is required), so known
+    /// environments are answered from memory (`Known`).
     pub async fn environment(&self, name: &str) -> Result<Option<Environment>, StoreError> {
-        environment::Entity::find_by_id(name.trim())
-            .one(&self.read)
+        let name = name.trim();
+        let (cached, generation) = self.known.get(name);
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = self
+            .fast
+            .environment(name.to_owned())
             .await?
             .map(from_row)
-            .transpose()
+            .transpose()?;
+        if let Some(environment) = &found {
+            self.known.put(environment, generation);
+        }
+        Ok(found)
     }
 
     pub async fn environment_by_id(&self, id: Uuid) -> Result<Option<Environment>, StoreError> {
@@ -52,7 +64,58 @@ impl Store {
             })
             .await
             .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        let configured = outcome.await.map_err(|_| StoreError::Closed)??;
+        self.known.changed(&configured);
+        Ok(configured)
+    }
+}
+
+/// The environments this process has read, as they are stored.
+///
+/// An environment is registered once and then changes only through
+/// `configure_environment`, which records the change here before it answers: whoever
+/// configures, and whoever asks after that, reads the new settings. A read that began
+/// before a change cannot put the old settings back (the generation moved on). What is
+/// not known is read from the database and remembered. (This holds while one process
+/// writes the database; see README, "Running it".)
+#[derive(Default)]
+pub(super) struct Known {
+    inner: std::sync::Mutex<(u64, std::collections::HashMap<String, Environment>)>,
+}
+
+impl Known {
+    /// The environment if known, and the generation to `put` a read under.
+    fn get(&self, name: &str) -> (Option<Environment>, u64) {
+        let inner = self.lock();
+        (inner.1.get(name).cloned(), inner.0)
+    }
+
+    /// Remembers what was read, unless an environment changed since `generation`.
+    fn put(&self, environment: &Environment, generation: u64) {
+        let mut inner = self.lock();
+        if inner.0 == generation {
+            inner
+                .1
+                .insert(environment.name.clone(), environment.clone());
+        }
+    }
+
+    /// An environment was configured: this is how it now is.
+    fn changed(&self, environment: &Environment) {
+        let mut inner = self.lock();
+        inner.0 += 1;
+        inner
+            .1
+            .insert(environment.name.clone(), environment.clone());
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, Environment>)> {
+        // What the lock guards is consistent after any panic: each change is one insert.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::entity::{deployment, event};
+use super::entity::{deployment, environment, event};
 use super::{rows, StoreError, StoredEvent, MMAP_BYTES};
 use crate::domain::Deployment;
 
@@ -119,6 +119,37 @@ impl FastReads {
                 .query_row(rusqlite::params_from_iter(params), |row| row.get(0))
                 .map_err(fault)?;
             u64::try_from(count).map_err(|_| StoreError::Corrupt("a negative count".into()))
+        })
+        .await
+    }
+
+    /// The environment with this name, if it is known.
+    pub(super) async fn environment(
+        &self,
+        name: String,
+    ) -> Result<Option<environment::Model>, StoreError> {
+        self.run(1, move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, id, position, tier, required_approvals, \
+                     start_timeout_seconds, updated_by, updated_at FROM environments \
+                     WHERE name = ?",
+                )
+                .map_err(fault)?;
+            let mut rows = stmt.query([name]).map_err(fault)?;
+            let Some(row) = rows.next().map_err(fault)? else {
+                return Ok(None);
+            };
+            Ok(Some(environment::Model {
+                name: row.get(0).map_err(fault)?,
+                id: row.get(1).map_err(fault)?,
+                position: row.get(2).map_err(fault)?,
+                tier: row.get(3).map_err(fault)?,
+                required_approvals: row.get(4).map_err(fault)?,
+                start_timeout_seconds: row.get(5).map_err(fault)?,
+                updated_by: row.get(6).map_err(fault)?,
+                updated_at: row.get(7).map_err(fault)?,
+            }))
         })
         .await
     }

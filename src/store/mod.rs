@@ -215,6 +215,8 @@ pub struct Store {
     outbox: Arc<tokio::sync::Notify>,
     /// Plain connections for the hottest reads (`fast.rs`).
     fast: fast::FastReads,
+    /// The environments read so far, as they are stored (`environments::Known`).
+    known: Arc<environments::Known>,
 }
 
 impl Store {
@@ -280,6 +282,7 @@ impl Store {
             deadlines,
             outbox,
             fast,
+            known: Arc::default(),
         })
     }
 

@@ -1663,3 +1663,60 @@ async fn nodes_answer_every_selection_exactly_as_edges_do() {
     );
     assert_eq!(approved["theSame"][1]["note"], "fine");
 }
+
+/// A document sent again is answered from its first parse: the same text with other
+/// variables and another operation answers for those, and a text that failed to parse
+/// or broke a limit fails the same way every time.
+#[tokio::test]
+async fn a_document_sent_again_answers_for_its_own_variables_and_failures_repeat() {
+    let db = TestDb::new();
+    let app = TestApp::start(&db, &[]).await;
+    let a = app.create("cached-a", "staging").await;
+    let b = app.create("cached-b", "staging").await;
+    let document = r#"
+        query ById($id: ID!) { deployment(id: $id) { id service } }
+        query Services { deployments(first: 5) { nodes { service } } }"#;
+    for (id, service) in [(&a, "cached-a"), (&b, "cached-b"), (&a, "cached-a")] {
+        let body = app.graphql(document, json!({ "id": id })).await;
+        // Two operations and no name: the request names none, so it fails alike.
+        assert_eq!(single_error(&body).0, "GRAPHQL_VALIDATION_FAILED", "{body}");
+        let response = reqwest::Client::new()
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": document, "operationName": "ById", "variables": { "id": id } }))
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            response["data"]["deployment"],
+            json!({ "id": id, "service": service })
+        );
+    }
+    let services = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": document, "operationName": "Services" }))
+        .send()
+        .await
+        .expect("sent")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        services["data"]["deployments"]["nodes"],
+        json!([{ "service": "cached-b" }, { "service": "cached-a" }])
+    );
+
+    for _ in 0..2 {
+        let body = app.graphql("{ deployments { nodes { id }", json!({})).await;
+        assert_eq!(single_error(&body).0, "GRAPHQL_PARSE_FAILED");
+        let deep = format!(
+            "{{ deployments {{ nodes {} }} }}",
+            "{ promotedFrom ".repeat(30) + "id" + &" }".repeat(30)
+        );
+        let body = app.graphql(&deep, json!({})).await;
+        assert_eq!(single_error(&body).0, "GRAPHQL_VALIDATION_FAILED", "{body}");
+    }
+    app.stop().await;
+}

@@ -511,3 +511,44 @@ async fn an_environment_is_a_node() {
     );
     app.stop().await;
 }
+
+/// Creates read an environment's tier from memory once they have seen it: a change of
+/// tier is seen by the very next create, both ways, and reported with every other
+/// problem at once as before.
+#[tokio::test]
+async fn a_changed_tier_is_seen_by_the_next_create_after_creates_have_read_the_old_one() {
+    let db = TestDb::new();
+    let app = TestApp::start(&db, &["production"]).await;
+    let mut input = create_input("billing", "eu-edge");
+    input["risk"] = Value::Null;
+    for _ in 0..3 {
+        app.ok(CREATE, json!({ "input": input.clone() })).await;
+    }
+
+    configure(
+        &app,
+        json!({ "name": "eu-edge", "actor": "carol", "tier": "PRODUCTION" }),
+    )
+    .await;
+    let body = app.graphql(CREATE, json!({ "input": input.clone() })).await;
+    assert_eq!(bad_fields(&body), ["input.risk"]);
+
+    configure(
+        &app,
+        json!({ "name": "eu-edge", "actor": "carol", "tier": "STAGING" }),
+    )
+    .await;
+    let data = app.ok(CREATE, json!({ "input": input })).await;
+    assert_eq!(data["createDeployment"]["deployment"]["risk"], Value::Null);
+    let environment = app
+        .ok(
+            r#"{ environment(name: "eu-edge") { tier updatedBy } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        environment["environment"],
+        json!({ "tier": "STAGING", "updatedBy": "carol" })
+    );
+    app.stop().await;
+}
