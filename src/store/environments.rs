@@ -77,7 +77,7 @@ impl Store {
 /// configures, and whoever asks after that, reads the new settings. A read that began
 /// before a change cannot put the old settings back (the generation moved on). What is
 /// not known is read from the database and remembered. (This holds while one process
-/// writes the database; see README, "Running it".)
+/// serves the database; see README, "Run it".)
 #[derive(Default)]
 pub(super) struct Known {
     inner: std::sync::Mutex<(u64, std::collections::HashMap<String, Environment>)>,
