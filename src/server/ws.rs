@@ -33,8 +33,9 @@ use super::{request_error, AppState, WsLimits};
 /// messages of its subscriptions reach the client before the close frame.
 const WS_CLOSE_GRACE: Duration = Duration::from_millis(250);
 
-/// Read and write buffer of each WebSocket.
-const WS_BUFFER_BYTES: usize = 4 * 1024;
+/// Read buffer of each WebSocket: what a client sends is small (a `subscribe` message);
+/// a larger message is read in more steps. Every idle subscriber holds one.
+const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// Refusals waiting to be written. Small on purpose: when the client does not read, the
 /// reading of its messages waits too, instead of refusals piling up in memory.
@@ -83,8 +84,10 @@ pub async fn subscriptions(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         // Messages here are small (an event is well under 1 KiB); the 128 KiB defaults
         // would cost every idle subscriber more than everything else it needs.
-        .read_buffer_size(WS_BUFFER_BYTES)
-        .write_buffer_size(WS_BUFFER_BYTES)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        // Each message is written as it is sent (and flushed right after): nothing waits
+        // in a buffer, and no buffer is kept ahead for it.
+        .write_buffer_size(0)
         // The frame bound rejects an oversize frame from its header, before its payload
         // is buffered; the message bound covers one split into many frames.
         .max_frame_size(limits.max_message_bytes)
