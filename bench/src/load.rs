@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -59,7 +57,8 @@ pub fn dashboard(total_count: bool, filter: bool) -> String {
     )
 }
 
-/// Posts a document; `Err` for a transport failure or a response with errors.
+/// Posts a document; `Err` for a transport failure, a status other than 200, or a
+/// response with errors.
 pub(crate) async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -72,6 +71,14 @@ pub(crate) async fn post(
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
+    }
     let body: Value = response.json().await.map_err(|e| e.to_string())?;
     if let Some(errors) = body.get("errors") {
         return Err(errors.to_string());
@@ -201,14 +208,7 @@ pub async fn w2_dashboard(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, 
                 let mut tally = Tally::default();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let result = post(&client, &url, &doc, json!({ "first": 50 }))
-                        .await
-                        .and_then(|data| {
-                            match data["deployments"]["edges"].as_array().map(Vec::len) {
-                                Some(50) => Ok(data),
-                                other => Err(format!("expected 50 edges, got {other:?}")),
-                            }
-                        });
+                    let result = dashboard_page(&client, &url, &doc).await;
                     tally.record(t, &result);
                 }
                 tally
@@ -234,6 +234,91 @@ pub async fn w2_dashboard(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, 
     );
     server.stop().await?;
     Ok(row)
+}
+
+/// One W2 page of 50: an error unless it has its 50 edges.
+async fn dashboard_page(client: &reqwest::Client, url: &str, doc: &str) -> Result<Value, String> {
+    let data = post(client, url, doc, json!({ "first": 50 })).await?;
+    match data["deployments"]["edges"].as_array().map(Vec::len) {
+        Some(50) => Ok(data),
+        other => Err(format!("expected 50 edges, got {other:?}")),
+    }
+}
+
+/// W8: reads and writes at once on one server over W2's seeded database: `w8_readers`
+/// clients load W2's dashboard page while `w8_writers` clients create deployments (W1's
+/// create document), for `w8_run`. One row for each side.
+pub async fn w8_mixed(plan: &Plan, binary: &Path, db: &Path) -> Result<Vec<Row>, BenchError> {
+    let server = Server::start(binary, db).await?;
+    let client = reqwest::Client::new();
+    let url = server.url("/graphql");
+    let doc = Arc::new(dashboard(true, false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + plan.w8_run;
+    let readers: Vec<_> = (0..plan.w8_readers)
+        .map(|_| {
+            let (client, url, doc) = (client.clone(), url.clone(), doc.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let result = dashboard_page(&client, &url, &doc).await;
+                    tally.record(t, &result);
+                }
+                tally
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..plan.w8_writers)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    // Numbered past the seeded versions; the services are the seed's, so
+                    // the pages the readers load fill with the new deployments.
+                    let i = 1_000_000 + next.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let result = post(&client, &url, CREATE, create_vars(i)).await;
+                    tally.record(t, &result);
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut read_tallies = Vec::new();
+    for t in readers {
+        read_tallies.push(t.await?);
+    }
+    let mut write_tallies = Vec::new();
+    for t in writers {
+        write_tallies.push(t.await?);
+    }
+    let elapsed = started.elapsed();
+    let (reads, writes) = (Tally::merge(read_tallies), Tally::merge(write_tallies));
+    let (r, w) = (plan.w8_readers, plan.w8_writers);
+    let mut read_row = row(
+        &format!("W8 mixed: reads, {r} readers + {w} writers"),
+        "requests/s",
+        &reads,
+        elapsed,
+        &server,
+    );
+    read_row.note = format!(
+        "W2 page of 50 with totalCount, {} deployments seeded",
+        plan.w2_deployments
+    );
+    let mut write_row = row(
+        &format!("W8 mixed: creates, {w} writers + {r} readers"),
+        "creates/s",
+        &writes,
+        elapsed,
+        &server,
+    );
+    write_row.note = "W1's create document, while the readers run".to_owned();
+    server.stop().await?;
+    Ok(vec![read_row, write_row])
 }
 
 /// The SQL statements one W2 page costs, for several page sizes (in process).
@@ -503,93 +588,190 @@ pub async fn w4_fanout(
     ])
 }
 
-/// W5: the write transaction of one transition (compare-and-set one row, append one
-/// event) straight on SQLite, one connection, the server's durability settings.
+/// W5: the real limit under W1's writes. The statements of a create (`createDeployment`)
+/// as the server's writer runs them, straight on SQLite in process, with nothing of the
+/// server around them: one connection with the writer's settings (WAL,
+/// synchronous=FULL, foreign keys, busy timeout, prepared statements cached), groups of
+/// `plan.clients` creates (W1's concurrency: at most that many writes wait for the
+/// writer at once), each group `BEGIN IMMEDIATE`, per create `SAVEPOINT write` ...
+/// `RELEASE write`, then `COMMIT`: one fsync per group.
 pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
-    shiplog::store::Store::open(&shiplog::store::StoreConfig::new(path_str(db)))
-        .await?
-        .close()
-        .await?;
-    let mut conn = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
-    let mut ids = Vec::with_capacity(plan.w5_rows);
-    let mut tx = conn.begin().await?;
-    for i in 0..plan.w5_rows {
-        let id = uuid::Uuid::now_v7().to_string();
-        // A service per deployment: the database holds one STARTED deployment per
-        // (service, environment), and every one of these is started.
-        let service = format!("w5-{i:07}");
-        sqlx::query(
-            "INSERT INTO deployments (id, service, environment, version, requester, work_refs, risk, \
-             rollback_plan, status, created_at, updated_at) VALUES (?, ?, 'staging', 'v1', 'alice', \
-             '[\"JIRA-1\"]', NULL, 'redeploy', 'APPROVED', ?, ?)",
-        )
-        .bind(&id)
-        .bind(&service)
-        .bind(i as i64)
-        .bind(i as i64)
-        .execute(&mut *tx)
-        .await?;
-        ids.push((id, service));
-    }
-    tx.commit().await?;
-
-    let mut tally = Tally::default();
-    let started = Instant::now();
-    let deadline = started + plan.run;
-    for (id, service) in &ids {
-        if Instant::now() >= deadline {
-            break;
-        }
-        let t = Instant::now();
-        let now = chrono::Utc::now().timestamp_millis();
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let updated = sqlx::query(
-                "UPDATE deployments SET status = 'STARTED', updated_at = ? WHERE id = ? AND status = 'APPROVED'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Err(sqlx::Error::RowNotFound);
-            }
-            sqlx::query(
-                "INSERT INTO deployment_events (id, deployment_id, service, environment, kind, actor, \
-                 note, from_status, to_status, occurred_at) VALUES (?, ?, ?, 'staging', 'STARTED', \
-                 'deploybot', NULL, 'APPROVED', 'STARTED', ?)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(id)
-            .bind(service)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
-        .await;
-        tally.record(t, &result.map(|_| Value::Null).map_err(|e| e.to_string()));
-    }
-    let elapsed = started.elapsed();
-    tally.latencies_us.sort_unstable();
-    conn.close().await?;
+    crate::seed::migrated(db).await?;
+    let (path, run, size) = (db.to_path_buf(), plan.run, plan.clients);
+    let mut groups = tokio::task::spawn_blocking(move || w5_groups(&path, run, size)).await??;
+    groups.latencies_us.sort_unstable();
     Ok(Row {
-        workload: "W5 raw SQLite transition txn, 1 connection".to_owned(),
-        throughput: Some(tally.ok as f64 / elapsed.as_secs_f64()),
-        unit: "transactions/s".to_owned(),
-        p50_ms: percentile(&tally.latencies_us, 50.0),
-        p99_ms: percentile(&tally.latencies_us, 99.0),
-        failures: tally.failed,
-        note: "WAL, synchronous=FULL, in process".to_owned(),
+        workload: format!("W5 raw SQLite creates, groups of {size}"),
+        throughput: Some(groups.creates as f64 / groups.elapsed.as_secs_f64()),
+        unit: "creates/s".to_owned(),
+        p50_ms: percentile(&groups.latencies_us, 50.0),
+        p99_ms: percentile(&groups.latencies_us, 99.0),
+        failures: groups.failed,
+        note: format!(
+            "G = {size} = W1's clients; latency per group; WAL, synchronous=FULL, in process"
+        ),
         ..Row::default()
     })
+}
+
+/// What W5's groups did.
+struct Groups {
+    /// Each committed group, from BEGIN IMMEDIATE to COMMIT.
+    latencies_us: Vec<u64>,
+    creates: u64,
+    /// Groups that failed (none should).
+    failed: u64,
+    elapsed: Duration,
+}
+
+/// The writer's reads and writes of one create, in the server's words.
+const W5_ENVIRONMENT: &str = "SELECT name, id, position, tier, required_approvals, \
+     start_timeout_seconds, updated_by, updated_at FROM environments WHERE name = ? LIMIT 1";
+const W5_DEPLOYMENT: &str = "INSERT INTO deployments (id, service, environment, version, \
+     requester, work_refs, risk, rollback_plan, status, reviewed_by, reviewed_at, created_at, \
+     updated_at, idempotency_key, required_approvals, promoted_from, release_notes, started_at, \
+     start_deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const W5_EVENT: &str = "INSERT INTO deployment_events (id, deployment_id, service, environment, \
+     kind, actor, note, from_status, to_status, occurred_at, overrides) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq";
+const W5_TARGET: &str = "SELECT service, environment, executor, repository, workflow, \
+     workflow_ref, environment_input, ref_input, token_env, url, secret, updated_by, updated_at \
+     FROM deployment_targets WHERE service = ? AND environment = ?";
+
+/// Runs W5's groups for `run`, on this thread.
+fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError> {
+    use rusqlite::params;
+    let conn = rusqlite::Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // The writer's connection settings (src/store/direct.rs), its 1 GiB mmap included.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -16384;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    // The server registers staging with W1's first create; here it is there beforehand.
+    let now = chrono::Utc::now();
+    let staging = shiplog::domain::Environment::register(
+        "staging",
+        &shiplog::domain::ProductionEnvironments::default(),
+        uuid::Uuid::now_v7(),
+        now,
+    );
+    conn.execute(
+        "INSERT INTO environments (name, id, position, tier, required_approvals, \
+         start_timeout_seconds, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+        params![
+            staging.name,
+            staging.id.to_string(),
+            staging.position,
+            staging.tier.as_str(),
+            i64::from(staging.required_approvals),
+            now.timestamp_millis(),
+        ],
+    )?;
+
+    // One create, inside the group's transaction.
+    let create = |i: usize| -> Result<(), BenchError> {
+        conn.prepare_cached("SAVEPOINT write")?.execute([])?;
+        let (environment, required_approvals) = conn
+            .prepare_cached(W5_ENVIRONMENT)?
+            .query_row(["staging"], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(4)?))
+            })?;
+        // W1's create: a service of its own per lifecycle, as `lifecycle_vars`.
+        let service = format!("w1-{i:07}");
+        let id = uuid::Uuid::now_v7().to_string();
+        let at = chrono::Utc::now().timestamp_millis();
+        conn.prepare_cached(W5_DEPLOYMENT)?.execute(params![
+            id,
+            service,
+            environment,
+            format!("v2.{i}"),
+            "alice",
+            "[\"JIRA-7\"]",
+            "low",
+            "redeploy the previous version",
+            "PENDING_APPROVAL",
+            None::<String>,
+            None::<i64>,
+            at,
+            at,
+            None::<String>,
+            required_approvals,
+            None::<String>,
+            None::<String>,
+            None::<i64>,
+            None::<i64>,
+        ])?;
+        // The event's seq comes back, as the server reads it for the event it publishes.
+        let _seq = conn.prepare_cached(W5_EVENT)?.query_row(
+            params![
+                uuid::Uuid::now_v7().to_string(),
+                id,
+                service,
+                environment,
+                "CREATED",
+                "alice",
+                None::<String>,
+                None::<String>,
+                "PENDING_APPROVAL",
+                at,
+                "[]",
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+        // No deploy target is configured: the lookup finds nothing.
+        let target = conn
+            .prepare_cached(W5_TARGET)?
+            .query(params![service, environment])?
+            .next()?
+            .is_some();
+        if target {
+            return Err("a deploy target was found; W5 configures none".into());
+        }
+        conn.prepare_cached("RELEASE write")?.execute([])?;
+        Ok(())
+    };
+
+    let mut groups = Groups {
+        latencies_us: Vec::new(),
+        creates: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+    };
+    let started = Instant::now();
+    let deadline = started + run;
+    let mut next = 0;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let group = || -> Result<(), BenchError> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            for i in next..next + size {
+                create(i)?;
+            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
+        };
+        match group() {
+            Ok(()) => {
+                groups.latencies_us.push(t.elapsed().as_micros() as u64);
+                groups.creates += size as u64;
+            }
+            Err(err) => {
+                if groups.failed < 3 {
+                    eprintln!("  failed: {err}");
+                }
+                groups.failed += 1;
+                // Nothing of a failed group stays, as in the server's writer.
+                if !conn.is_autocommit() {
+                    conn.execute_batch("ROLLBACK")?;
+                }
+            }
+        }
+        next += size;
+    }
+    groups.elapsed = started.elapsed();
+    Ok(groups)
 }
 
 /// Where one W2 page's time goes, measured in process over the seeded database:
@@ -664,14 +846,16 @@ const TRAIN: &str = "query($service: String!) { releaseTrain(service: $service) 
      inFlight { id version status } pending { id version createdAt } \
      promotable { id version } } } }";
 
-/// W6: single-client latency of one service's release train at two database sizes (the
-/// sizes of W3). Every seeded deployment SUCCEEDED, so each stop's live deployment is
-/// the newest of thousands; a few in-flight and pending ones are added over HTTP.
+/// W6: single-client latency of one service's release train at two database sizes
+/// (`w6_small`, `w6_large`). The rows are written straight into the file before the
+/// server starts (`seed_direct`); every seeded deployment SUCCEEDED, so each stop's live
+/// deployment is the newest of thousands; a few in-flight and pending ones are added
+/// over HTTP.
 pub async fn w6_train(plan: &Plan, binary: &Path, dir: &Path) -> Result<Vec<Row>, BenchError> {
     let mut rows = Vec::new();
-    for size in [plan.w3_small, plan.w3_large] {
+    for size in [plan.w6_small, plan.w6_large] {
         let db = dir.join(format!("w6-{size}.db"));
-        seed(binary, &db, size, true).await?;
+        crate::seed::seed_direct(&db, size).await?;
         let server = Server::start(binary, &db).await?;
         let client = reqwest::Client::new();
         let url = server.url("/graphql");
@@ -725,7 +909,7 @@ pub async fn w6_train(plan: &Plan, binary: &Path, dir: &Path) -> Result<Vec<Row>
             &server,
         );
         row.note = format!(
-            "1 client, {} stops, live with events",
+            "1 client, {} stops, live with events; seeded in the file, 2 events each",
             crate::seed::ENVIRONMENTS.len()
         );
         server.stop().await?;

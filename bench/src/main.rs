@@ -22,8 +22,8 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only these workloads (w1..w7, sql, and w2-parts: where a W2 page's time goes),
-    /// comma-separated.
+    /// Only these workloads (w1..w8, sql, and w2-parts: where a W2 page's time goes),
+    /// comma-separated or repeated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -40,7 +40,9 @@ pub struct Plan {
     pub w4_subscribers: Vec<usize>,
     pub w4_rate: u32,
     pub w4_burst: usize,
-    pub w5_rows: usize,
+    /// W6: the release train's two database sizes, seeded straight into the file.
+    pub w6_small: usize,
+    pub w6_large: usize,
     /// W7: each of its four write phases (0, N, 0, N webhooks), and the paced phase.
     pub w7_phase: Duration,
     /// W7: active webhooks (each with its own local receiver) in the phases with them.
@@ -49,6 +51,10 @@ pub struct Plan {
     pub w7_tail: Duration,
     /// W7: commits per second of the paced phase.
     pub w7_rate: u32,
+    /// W8: clients loading W2's page and clients creating, at the same time, for `w8_run`.
+    pub w8_readers: usize,
+    pub w8_writers: usize,
+    pub w8_run: Duration,
 }
 
 impl Plan {
@@ -64,11 +70,15 @@ impl Plan {
                 w4_subscribers: vec![200],
                 w4_rate: 5,
                 w4_burst: 20,
-                w5_rows: 50_000,
+                w6_small: 10_000,
+                w6_large: 100_000,
                 w7_phase: Duration::from_secs(1),
                 w7_webhooks: 5,
                 w7_tail: Duration::from_secs(30),
                 w7_rate: 20,
+                w8_readers: 8,
+                w8_writers: 8,
+                w8_run: Duration::from_secs(3),
             }
         } else {
             Plan {
@@ -81,11 +91,15 @@ impl Plan {
                 w4_subscribers: vec![1_000, 5_000],
                 w4_rate: 5,
                 w4_burst: 50,
-                w5_rows: 200_000,
+                w6_small: 10_000,
+                w6_large: 1_000_000,
                 w7_phase: Duration::from_secs(15),
                 w7_webhooks: 5,
                 w7_tail: Duration::from_secs(120),
                 w7_rate: 20,
+                w8_readers: 8,
+                w8_writers: 8,
+                w8_run: Duration::from_secs(15),
             }
         }
     }
@@ -150,7 +164,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
         rows.push(row);
     }
     let w2_db = work.path().join("w2.db");
-    if wants("w2") || wants("sql") {
+    let w2_seeded = wants("w2") || wants("sql") || wants("w8");
+    if w2_seeded {
         seed::seed(&binary, &w2_db, plan.w2_deployments, true).await?;
     }
     if wants("w2") {
@@ -161,8 +176,18 @@ async fn run(args: Args) -> Result<(), BenchError> {
     if wants("sql") {
         rows.push(load::statements_per_page(&w2_db).await?);
     }
+    // After W2 and sql, which read the seeded file as seeded: W8 adds deployments to it.
+    if wants("w8") {
+        for row in load::w8_mixed(&plan, &binary, &w2_db).await? {
+            eprintln!("{}", row.workload);
+            rows.push(row);
+        }
+    }
     if args.only.iter().any(|o| o == "w2-parts") {
-        seed::seed(&binary, &w2_db, plan.w2_deployments, true).await?;
+        // Seeding again would add a second set of rows to the same file.
+        if !w2_seeded {
+            seed::seed(&binary, &w2_db, plan.w2_deployments, true).await?;
+        }
         rows.extend(load::w2_breakdown(&w2_db).await?);
     }
     if wants("w3") {
