@@ -198,25 +198,10 @@ pub async fn w2_dashboard(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, 
     let server = Server::start(binary, db).await?;
     let client = reqwest::Client::new();
     let url = server.url("/graphql");
-    let doc = Arc::new(dashboard(true, false));
     let started = Instant::now();
-    let deadline = started + plan.run;
-    let tasks: Vec<_> = (0..plan.clients)
-        .map(|_| {
-            let (client, url, doc) = (client.clone(), url.clone(), doc.clone());
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let result = dashboard_page(&client, &url, &doc).await;
-                    tally.record(t, &result);
-                }
-                tally
-            })
-        })
-        .collect();
+    let readers = dashboard_readers(plan.clients, &client, &url, started + plan.run);
     let mut tallies = Vec::new();
-    for t in tasks {
+    for t in readers {
         tallies.push(t.await?);
     }
     let elapsed = started.elapsed();
@@ -236,6 +221,30 @@ pub async fn w2_dashboard(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, 
     Ok(row)
 }
 
+/// `n` clients loading W2's page (with `totalCount`) over and over until `deadline`.
+fn dashboard_readers(
+    n: usize,
+    client: &reqwest::Client,
+    url: &str,
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    let doc = Arc::new(dashboard(true, false));
+    (0..n)
+        .map(|_| {
+            let (client, url, doc) = (client.clone(), url.to_owned(), doc.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let result = dashboard_page(&client, &url, &doc).await;
+                    tally.record(t, &result);
+                }
+                tally
+            })
+        })
+        .collect()
+}
+
 /// One W2 page of 50: an error unless it has its 50 edges.
 async fn dashboard_page(client: &reqwest::Client, url: &str, doc: &str) -> Result<Value, String> {
     let data = post(client, url, doc, json!({ "first": 50 })).await?;
@@ -252,24 +261,10 @@ pub async fn w8_mixed(plan: &Plan, binary: &Path, db: &Path) -> Result<Vec<Row>,
     let server = Server::start(binary, db).await?;
     let client = reqwest::Client::new();
     let url = server.url("/graphql");
-    let doc = Arc::new(dashboard(true, false));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + plan.w8_run;
-    let readers: Vec<_> = (0..plan.w8_readers)
-        .map(|_| {
-            let (client, url, doc) = (client.clone(), url.clone(), doc.clone());
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let result = dashboard_page(&client, &url, &doc).await;
-                    tally.record(t, &result);
-                }
-                tally
-            })
-        })
-        .collect();
+    let readers = dashboard_readers(plan.w8_readers, &client, &url, deadline);
     let writers: Vec<_> = (0..plan.w8_writers)
         .map(|_| {
             let (client, url, next) = (client.clone(), url.clone(), next.clone());

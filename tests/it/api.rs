@@ -1680,29 +1680,13 @@ async fn a_document_sent_again_answers_for_its_own_variables_and_failures_repeat
         let body = app.graphql(document, json!({ "id": id })).await;
         // Two operations and no name: the request names none, so it fails alike.
         assert_eq!(single_error(&body).0, "GRAPHQL_VALIDATION_FAILED", "{body}");
-        let response = reqwest::Client::new()
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": document, "operationName": "ById", "variables": { "id": id } }))
-            .send()
-            .await
-            .expect("sent")
-            .json::<Value>()
-            .await
-            .expect("JSON");
+        let response = named(&app, document, "ById", json!({ "id": id })).await;
         assert_eq!(
             response["data"]["deployment"],
             json!({ "id": id, "service": service })
         );
     }
-    let services = reqwest::Client::new()
-        .post(app.url("/graphql"))
-        .json(&json!({ "query": document, "operationName": "Services" }))
-        .send()
-        .await
-        .expect("sent")
-        .json::<Value>()
-        .await
-        .expect("JSON");
+    let services = named(&app, document, "Services", json!({})).await;
     assert_eq!(
         services["data"]["deployments"]["nodes"],
         json!([{ "service": "cached-b" }, { "service": "cached-a" }])
@@ -1719,4 +1703,17 @@ async fn a_document_sent_again_answers_for_its_own_variables_and_failures_repeat
         assert_eq!(single_error(&body).0, "GRAPHQL_VALIDATION_FAILED", "{body}");
     }
     app.stop().await;
+}
+
+/// The response to `operation` of `document`, posted with its name.
+async fn named(app: &TestApp, document: &str, operation: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": document, "operationName": operation, "variables": variables }))
+        .send()
+        .await
+        .expect("sent")
+        .json::<Value>()
+        .await
+        .expect("JSON")
 }
