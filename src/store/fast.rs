@@ -94,15 +94,9 @@ impl FastReads {
         params: Vec<rusqlite::types::Value>,
     ) -> Result<Vec<Deployment>, StoreError> {
         self.run(1, move |conn| {
-            let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(params))
-                .map_err(fault)?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next().map_err(fault)? {
-                found.push(rows::deployment(deployment_model(row).map_err(fault)?)?);
-            }
-            Ok(found)
+            all(conn, &sql, params, |row| {
+                rows::deployment(deployment_model(row).map_err(fault)?)
+            })
         })
         .await
     }
@@ -165,18 +159,30 @@ impl FastReads {
                  ORDER BY seq",
                 vec!["?"; ids.len()].join(", ")
             );
-            let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(ids.iter()))
-                .map_err(fault)?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next().map_err(fault)? {
-                found.push(rows::event(event_model(row).map_err(fault)?)?);
-            }
-            Ok(found)
+            all(conn, &sql, ids, |row| {
+                rows::event(event_model(row).map_err(fault)?)
+            })
         })
         .await
     }
+}
+
+/// Every row `sql` selects (with `params` bound in order), each decoded by `decode`.
+fn all<T, P: rusqlite::ToSql>(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<P>,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(fault)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(fault)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(fault)? {
+        found.push(decode(row)?);
+    }
+    Ok(found)
 }
 
 /// The columns of `deployment::Model`, in its field order.
