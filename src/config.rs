@@ -159,6 +159,7 @@ impl ServeArgs {
                 )),
                 max_message_bytes: self.ws_max_message_bytes as usize,
                 max_connections: self.ws_max_connections as usize,
+                ..Default::default()
             },
         }
     }

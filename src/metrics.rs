@@ -32,6 +32,8 @@ pub const WRITE_GROUP_SIZE: &str = "shiplog_write_group_size";
 pub const WRITES_QUEUED: &str = "shiplog_writes_queued";
 /// Open GraphQL subscriptions.
 pub const LIVE_SUBSCRIBERS: &str = "shiplog_live_subscribers";
+/// WebSocket operations running, each executed once for all the clients that sent it.
+pub const SUBSCRIPTION_FEEDS: &str = "shiplog_subscription_feeds";
 /// Attempts of webhook deliveries and executor triggers, by `kind` (`webhook`,
 /// `executor`) and `outcome` (`succeeded`, `failed`).
 pub const OUTBOX_ATTEMPTS: &str = "shiplog_outbox_attempts_total";
@@ -137,6 +139,10 @@ fn describe() {
         "Writes waiting for the writer task, sampled as it takes and finishes each group"
     );
     metrics::describe_gauge!(LIVE_SUBSCRIBERS, "Open GraphQL subscriptions");
+    metrics::describe_gauge!(
+        SUBSCRIPTION_FEEDS,
+        "WebSocket operations running, each executed and serialised once for all the clients that sent the same one"
+    );
     metrics::describe_counter!(
         OUTBOX_ATTEMPTS,
         "Attempts of webhook deliveries and executor triggers, by kind (webhook, executor) and outcome (succeeded, failed)"
@@ -316,6 +322,26 @@ impl LiveSubscriber {
 }
 
 impl Drop for LiveSubscriber {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// Counts one running feed in the feeds gauge for as long as it lives.
+pub struct RunningFeed {
+    gauge: metrics::Gauge,
+}
+
+impl RunningFeed {
+    pub fn start() -> Self {
+        handle();
+        let gauge = metrics::gauge!(SUBSCRIPTION_FEEDS);
+        gauge.increment(1.0);
+        Self { gauge }
+    }
+}
+
+impl Drop for RunningFeed {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
     }

@@ -28,7 +28,7 @@ pub use hooks::Hooks;
 pub use limits::{MAX_ALIASES, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, MAX_ROOT_FIELDS};
 pub use mutation::Mutation;
 pub use query::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-pub use subscription::Subscription;
+pub use subscription::{Started, Subscription, Tap};
 
 use crate::domain::ProductionEnvironments;
 use crate::store::Store;

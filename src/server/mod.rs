@@ -4,9 +4,13 @@
 //!
 //! - `http.rs`: GraphQL over HTTP (GET and POST, content negotiation, CSRF prevention,
 //!   batches, the response size bound).
-//! - `ws.rs`: subscriptions over WebSocket and the limits of a connection.
+//! - `ws.rs`: subscriptions over WebSocket (both subprotocols) and the limits of a
+//!   connection.
+//! - `feeds.rs`: one execution and one serialisation of each WebSocket operation for all
+//!   the clients that send the same one.
 //! - `graphiql.rs`: the GraphiQL page and its assets, embedded in the binary.
 
+mod feeds;
 mod graphiql;
 mod http;
 mod ws;
@@ -70,6 +74,10 @@ pub struct WsLimits {
     pub max_message_bytes: usize,
     /// Open WebSocket connections, all clients together.
     pub max_connections: usize,
+    /// Responses a client may fall behind the operation it shares with others before
+    /// it goes on with a stream of its own, replayed from storage. Each shared
+    /// operation keeps this many slots.
+    pub feed_lag: usize,
 }
 
 impl Default for WsLimits {
@@ -79,6 +87,7 @@ impl Default for WsLimits {
             init_timeout: Duration::from_secs(5),
             max_message_bytes: 64 * 1024,
             max_connections: 10_000,
+            feed_lag: 128,
         }
     }
 }
@@ -91,6 +100,8 @@ struct AppState {
     options: std::sync::Arc<ServerOptions>,
     /// One permit per open WebSocket connection (`options.ws.max_connections`).
     ws_slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The WebSocket operations running, shared by the clients that send the same one.
+    feeds: std::sync::Arc<feeds::Feeds>,
 }
 
 pub fn router(
@@ -149,6 +160,7 @@ pub fn router(
                     .max_connections
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            feeds: std::sync::Arc::new(feeds::Feeds::new(options.ws.feed_lag)),
             options: std::sync::Arc::new(options),
         })
 }

@@ -9,25 +9,24 @@
 //!   `subscribe` / `start` gets an `error` message `TOO_MANY_SUBSCRIPTIONS` for its id and
 //!   never reaches the schema.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{
-    ClientMessage, WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage,
-};
+use async_graphql::http::{ClientMessage, WebSocketProtocols};
 use async_graphql::Data;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_stream::StreamMap;
 use tracing::Instrument;
 
-use super::{request_error, AppState, WsLimits};
+use super::feeds::Out;
+use super::{request_error, AppState};
 
 /// After a stop is asked for, how long a WebSocket stays open so that the `complete`
 /// messages of its subscriptions reach the client before the close frame.
@@ -36,10 +35,6 @@ const WS_CLOSE_GRACE: Duration = Duration::from_millis(250);
 /// Read buffer of each WebSocket: what a client sends is small (a `subscribe` message);
 /// a larger message is read in more steps. Every idle subscriber holds one.
 const WS_READ_BUFFER_BYTES: usize = 1024;
-
-/// Refusals waiting to be written. Small on purpose: when the client does not read, the
-/// reading of its messages waits too, instead of refusals piling up in memory.
-const REFUSAL_QUEUE: usize = 16;
 
 /// Close code and reason when `connection_init` does not come in time (the
 /// graphql-transport-ws spec's; used for the legacy protocol too).
@@ -99,64 +94,6 @@ pub async fn subscriptions(
         })
 }
 
-/// A poisoned lock only means a panic elsewhere while it was held; what these locks guard
-/// stays consistent (each change is one insert, remove or flag).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the filter on a connection's input and the tap on its output share.
-struct Gate {
-    max_subscriptions: usize,
-    /// Ids of the operations the schema is running for this connection: the same keys
-    /// as async-graphql's own map, which a `subscribe` adds to and a `complete` it sends
-    /// removes from.
-    active: HashSet<String>,
-    initialised: bool,
-    too_big: bool,
-}
-
-impl Gate {
-    /// Decides on one client message: `None` to hand it to async-graphql, or the
-    /// refusal to send instead.
-    fn admit(&mut self, message: &serde_json::Result<ClientMessage>) -> Option<String> {
-        match message {
-            Ok(ClientMessage::ConnectionInit { .. }) => self.initialised = true,
-            // A known id replaces that operation in async-graphql: the count stays.
-            Ok(ClientMessage::Start { id, .. }) if !self.active.contains(id) => {
-                if self.active.len() >= self.max_subscriptions {
-                    return Some(too_many_subscriptions(id, self.max_subscriptions));
-                }
-                self.active.insert(id.clone());
-            }
-            // All else goes through, unparsable messages included: async-graphql answers
-            // those per protocol (it closes the socket). It is handed this very parse, so
-            // nothing can reach it uncounted.
-            _ => {}
-        }
-        None
-    }
-
-    /// Notes an operation's end from what async-graphql sends.
-    fn saw_output(&mut self, text: &str) {
-        // Events are most of the traffic and never end an operation: skip parsing them.
-        if text.starts_with(r#"{"type":"next""#) || text.starts_with(r#"{"type":"data""#) {
-            return;
-        }
-        #[derive(Deserialize)]
-        struct Envelope {
-            #[serde(rename = "type")]
-            kind: String,
-            id: Option<String>,
-        }
-        if let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_str::<Envelope>(text) {
-            if kind == "complete" || kind == "error" {
-                self.active.remove(&id);
-            }
-        }
-    }
-}
-
 /// The `error` message refusing operation `id`: same shape in both protocols, a list of
 /// GraphQL errors (the legacy clients accept a list there too).
 fn too_many_subscriptions(id: &str, limit: usize) -> String {
@@ -174,110 +111,239 @@ fn too_many_subscriptions(id: &str, limit: usize) -> String {
     .to_string()
 }
 
+/// One message of the server's, as JSON text.
+fn server_message(kind: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => json!({ "type": kind, "id": id }).to_string(),
+        None => json!({ "type": kind }).to_string(),
+    }
+}
+
+/// What the connection does after a client message.
+enum Step {
+    /// Nothing to send.
+    Quiet,
+    Send(String),
+    /// Send this close frame and end.
+    Close(u16, String),
+    /// Send this, then end without a close frame.
+    SendAndEnd(String),
+    /// End without a close frame.
+    End,
+}
+
+/// One connection's protocol state: the operations it runs, by the client's ids.
+struct Connection {
+    state: AppState,
+    protocol: WebSocketProtocols,
+    /// Data every operation of this connection runs with, once `connection_init` came.
+    session: Option<Arc<Data>>,
+    operations: StreamMap<String, Operation>,
+}
+
+/// An operation's responses, and how its `next` messages begin.
+struct Operation {
+    /// `{"type":"next","id":"…","payload":` (or `data` in the legacy protocol).
+    prefix: Arc<str>,
+    outs: BoxStream<'static, Out>,
+}
+
+impl futures_util::Stream for Operation {
+    type Item = (Arc<str>, Out);
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let prefix = self.prefix.clone();
+        self.outs
+            .poll_next_unpin(cx)
+            .map(|out| out.map(|out| (prefix, out)))
+    }
+}
+
+impl Connection {
+    fn next_kind(&self) -> &'static str {
+        match self.protocol {
+            WebSocketProtocols::SubscriptionsTransportWS => "data",
+            WebSocketProtocols::GraphQLWS => "next",
+        }
+    }
+
+    /// Handles one message from the client (async-graphql's protocol behaviour, kept
+    /// as it was when it ran this endpoint).
+    fn received(&mut self, text: &[u8]) -> Step {
+        let message = match ClientMessage::from_bytes(text) {
+            Ok(message) => message,
+            Err(err) => return Step::Close(1002, err.to_string()),
+        };
+        match message {
+            ClientMessage::ConnectionInit { .. } if self.session.is_some() => {
+                const AGAIN: &str = "Too many initialisation requests.";
+                match self.protocol {
+                    WebSocketProtocols::SubscriptionsTransportWS => Step::SendAndEnd(
+                        json!({ "type": "connection_error", "payload": { "message": AGAIN } })
+                            .to_string(),
+                    ),
+                    WebSocketProtocols::GraphQLWS => Step::Close(4429, AGAIN.to_owned()),
+                }
+            }
+            ClientMessage::ConnectionInit { .. } => {
+                let mut data = Data::default();
+                data.insert(self.state.stopping.clone());
+                self.session = Some(Arc::new(data));
+                Step::Send(server_message("connection_ack", None))
+            }
+            ClientMessage::Start { id, payload } => {
+                let Some(session) = &self.session else {
+                    return Step::Close(1011, "The handshake is not completed.".to_owned());
+                };
+                // A known id replaces that operation: the count stays.
+                let limit = self.state.options.ws.max_subscriptions;
+                if !self.operations.contains_key(&id) && self.operations.len() >= limit {
+                    return Step::Send(too_many_subscriptions(&id, limit));
+                }
+                let outs = self.state.feeds.subscribe(
+                    &self.state.schema,
+                    session,
+                    &self.state.store,
+                    payload,
+                );
+                let id_json = serde_json::Value::String(id.clone()).to_string();
+                let prefix = format!(
+                    r#"{{"type":"{}","id":{id_json},"payload":"#,
+                    self.next_kind()
+                );
+                self.operations.insert(
+                    id,
+                    Operation {
+                        prefix: prefix.into(),
+                        outs,
+                    },
+                );
+                Step::Quiet
+            }
+            ClientMessage::Stop { id } => match self.operations.remove(&id) {
+                Some(_) => Step::Send(server_message("complete", Some(&id))),
+                None => Step::Quiet,
+            },
+            ClientMessage::ConnectionTerminate => Step::End,
+            ClientMessage::Ping { .. } => Step::Send(server_message("pong", None)),
+            ClientMessage::Pong { .. } => Step::Quiet,
+        }
+    }
+
+    /// The message for one response or end of operation `id`.
+    fn sent(&mut self, id: &str, prefix: &str, out: Out) -> String {
+        let payload = match out {
+            Out::Shared(text) => text,
+            Out::Own(response) => match serde_json::to_string(&response) {
+                Ok(text) => text.into(),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot serialise a response");
+                    return server_message("complete", Some(id));
+                }
+            },
+            Out::Done => {
+                self.operations.remove(id);
+                return server_message("complete", Some(id));
+            }
+        };
+        let mut text = String::with_capacity(prefix.len() + payload.len() + 1);
+        text.push_str(prefix);
+        text.push_str(&payload);
+        text.push('}');
+        text
+    }
+}
+
 /// Runs one WebSocket connection, holding its connection slot. On a stop, the
-/// subscription streams end first (each sends `complete`), then the input is cut after a
+/// subscription streams end first (each sends `complete`), then reading stops after a
 /// short grace and the socket is closed with 1001 (going away), rather than dropped.
 async fn serve_socket(
-    socket: WebSocket,
+    mut socket: WebSocket,
     state: AppState,
     protocol: WebSocketProtocols,
     _slot: OwnedSemaphorePermit,
 ) {
-    let limits: WsLimits = state.options.ws.clone();
-    let (mut sink, mut source) = socket.split();
-    let gate = Arc::new(Mutex::new(Gate {
-        max_subscriptions: limits.max_subscriptions,
-        active: HashSet::new(),
-        initialised: false,
-        too_big: false,
-    }));
-    let (refuse, mut refusals) = mpsc::channel::<String>(REFUSAL_QUEUE);
+    let limits = state.options.ws.clone();
+    let stopping = state.stopping.clone();
+    let mut connection = Connection {
+        state,
+        protocol,
+        session: None,
+        operations: StreamMap::new(),
+    };
+    let init_deadline = tokio::time::sleep(limits.init_timeout);
+    tokio::pin!(init_deadline);
+    let stop = stopping.clone().wait();
+    tokio::pin!(stop);
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
+    let mut stop_seen = false;
+    let mut too_big = false;
 
-    let input_gate = gate.clone();
-    let input = async_stream::stream! {
-        while let Some(frame) = source.next().await {
-            let message = match frame {
-                Ok(Message::Text(text)) => ClientMessage::from_bytes(text.as_bytes()),
-                Ok(Message::Binary(bytes)) => ClientMessage::from_bytes(bytes),
-                Ok(_) => continue,
-                Err(err) => {
+    loop {
+        let step = tokio::select! {
+            biased;
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Text(text))) => connection.received(text.as_bytes()),
+                Some(Ok(Message::Binary(bytes))) => connection.received(&bytes),
+                Some(Ok(_)) => Step::Quiet,
+                Some(Err(err)) => {
                     // axum keeps tungstenite's error only as a boxed error; its text is
                     // the one sign of which it was ("Space limit exceeded: Message too
                     // long: …"). Should it change, an oversize message still ends the
                     // connection, only without the 1009 frame.
-                    if err.to_string().starts_with("Space limit exceeded") {
-                        lock(&input_gate).too_big = true;
-                    }
+                    too_big = err.to_string().starts_with("Space limit exceeded");
                     break;
                 }
-            };
-            let refusal = lock(&input_gate).admit(&message);
-            match refusal {
-                None => yield message,
-                Some(refusal) => {
-                    if refuse.send(refusal).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    let stopping = state.stopping.clone();
-    let input = Box::pin(input.take_until(async move {
-        stopping.wait().await;
-        tokio::time::sleep(WS_CLOSE_GRACE).await;
-    }));
-
-    let mut data = Data::default();
-    data.insert(state.stopping.clone());
-    let output_gate = gate.clone();
-    let mut output = GraphQLWebSocket::from_message_stream(state.schema.clone(), input, protocol)
-        .connection_data(data)
-        .map(move |msg| match msg {
-            WsMessage::Text(text) => {
-                lock(&output_gate).saw_output(&text);
-                Message::Text(text.into())
-            }
-            WsMessage::Close(code, reason) => close(code, reason),
-        });
-
-    let init_deadline = tokio::time::sleep(limits.init_timeout);
-    tokio::pin!(init_deadline);
-    loop {
-        let awaiting_init = !lock(&gate).initialised;
-        let msg = tokio::select! {
-            // Refusals first: the input waits on this queue when it is full.
-            biased;
-            Some(refusal) = refusals.recv() => Message::Text(refusal.into()),
-            msg = output.next() => match msg {
-                Some(msg) => msg,
                 None => break,
             },
-            () = &mut init_deadline, if awaiting_init => {
-                // `connection_init` may have been read while this select was waiting.
-                if lock(&gate).initialised {
-                    continue;
-                }
+            Some((id, (prefix, out))) = connection.operations.next(), if !connection.operations.is_empty() => {
+                Step::Send(connection.sent(&id, &prefix, out))
+            }
+            () = &mut init_deadline, if connection.session.is_none() => {
                 let (code, reason) = INIT_TIMEOUT_CLOSE;
-                let _ = sink.send(close(code, reason.to_owned())).await;
+                Step::Close(code, reason.to_owned())
+            }
+            () = &mut stop, if !stop_seen => {
+                // The streams end themselves on a stop; their `complete` messages go
+                // out during the grace.
+                stop_seen = true;
+                grace.as_mut().reset(tokio::time::Instant::now() + WS_CLOSE_GRACE);
+                Step::Quiet
+            }
+            () = &mut grace, if stop_seen => break,
+        };
+        match step {
+            Step::Quiet => {}
+            Step::Send(text) => {
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            Step::Close(code, reason) => {
+                let _ = socket.send(close(code, reason)).await;
                 return;
             }
-        };
-        if sink.send(msg).await.is_err() {
-            return;
+            Step::SendAndEnd(text) => {
+                let _ = socket.send(Message::Text(text.into())).await;
+                return;
+            }
+            Step::End => return,
         }
     }
 
-    let too_big = lock(&gate).too_big;
     let closing = if too_big {
         Some(TOO_BIG_CLOSE)
-    } else if state.stopping.is_stopping() {
+    } else if stopping.is_stopping() {
         Some((1001, "server shutting down"))
     } else {
         None
     };
     if let Some((code, reason)) = closing {
-        let _ = sink.send(close(code, reason.to_owned())).await;
+        let _ = socket.send(close(code, reason.to_owned())).await;
     }
     if too_big {
         // The rest of that message is still unread, so dropping the socket sends a reset,

@@ -368,15 +368,32 @@ impl Store {
         after: Option<i64>,
     ) -> Result<impl Stream<Item = Result<StoredEvent, StoreError>> + Send + 'static, StoreError>
     {
+        Ok(self.follow_from(filter, after).await?.1)
+    }
+
+    /// [`follow`](Self::follow), also telling the sequence number it starts after: `after`
+    /// itself, or without it the latest event committed when it began.
+    pub async fn follow_from(
+        &self,
+        filter: EventFilter,
+        after: Option<i64>,
+    ) -> Result<
+        (
+            i64,
+            impl Stream<Item = Result<StoredEvent, StoreError>> + Send + 'static,
+        ),
+        StoreError,
+    > {
         let mut live = self.hub.subscribe();
         let mut cursor = match after {
             Some(seq) => seq,
             // Without `after`, the subscription starts after the latest committed event.
             None => self.last_seq().await?,
         };
+        let start = cursor;
         let store = self.clone();
         let mut replay = after.is_some();
-        Ok(async_stream::try_stream! {
+        let events = async_stream::try_stream! {
             loop {
                 if replay {
                     // Everything up to the high-water mark is in the database now; what
@@ -416,7 +433,8 @@ impl Store {
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }
-        })
+        };
+        Ok((start, events))
     }
 
     pub async fn deployment(&self, id: Uuid) -> Result<Option<Deployment>, StoreError> {

@@ -58,6 +58,20 @@ struct WsClient {
 
 impl WsClient {
     async fn connect(app: &TestApp, protocol: Protocol) -> Self {
+        let tcp = TcpStream::connect(app.addr).await.expect("connect");
+        Self::connect_over(app, protocol, tcp).await
+    }
+
+    /// Over a socket whose receive buffer is as small as the kernel allows: a client
+    /// that stops reading soon stops the server's writes to it.
+    async fn connect_small(app: &TestApp, protocol: Protocol) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_recv_buffer_size(1024).expect("a small buffer");
+        let tcp = socket.connect(app.addr).await.expect("connect");
+        Self::connect_over(app, protocol, tcp).await
+    }
+
+    async fn connect_over(app: &TestApp, protocol: Protocol, tcp: TcpStream) -> Self {
         let mut request = format!("ws://{}/graphql/ws", app.addr)
             .into_client_request()
             .expect("a request");
@@ -65,7 +79,7 @@ impl WsClient {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(protocol.name()),
         );
-        let (ws, response) = tokio_tungstenite::connect_async(request)
+        let (ws, response) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
             .await
             .expect("connect the WebSocket");
         assert_eq!(
@@ -492,4 +506,112 @@ async fn a_stalled_subscriber_is_caught_up_from_storage_and_never_blocks_writers
     let distinct: std::collections::BTreeSet<String> =
         seen_by_stalled.iter().map(|v| v.to_string()).collect();
     assert_eq!(distinct.len(), 60);
+}
+
+/// Creates deployments until `clients` have each seen one (their subscriptions start
+/// when the server first runs them, which no message tells), then one more that every
+/// client reads up to: from there on they have seen the same events.
+async fn all_live(app: &TestApp, clients: &mut [&mut WsClient]) {
+    for client in clients.iter_mut() {
+        loop {
+            app.create("probe", "staging").await;
+            if timeout(Duration::from_millis(200), client.next_event())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+    }
+    let marker = app.create("marker", "staging").await;
+    for client in clients.iter_mut() {
+        while client.next_event().await["deploymentId"] != marker.as_str() {}
+    }
+}
+
+/// Two clients with the same subscription share one feed. One stops reading while 150
+/// events of 100 KB each commit, far more than the socket buffers hold and than the 4
+/// responses a client may fall behind: the other gets all of them meanwhile, and the
+/// stalled one, once it reads again, gets every one once, in commit order (what it fell
+/// behind on replayed from storage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_falls_behind_a_shared_feed_is_caught_up_from_storage() {
+    const EVENTS: usize = 150;
+    let db = TestDb::new();
+    let options = shiplog::server::ServerOptions {
+        ws: shiplog::server::WsLimits {
+            feed_lag: 4,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let app = TestApp::start_with(&db, &["production"], options).await;
+    // Every event carries its deployment's 10,000-character rollback plan ten times.
+    let plans: String = (0..10)
+        .map(|i| format!(" p{i}: deployment {{ rollbackPlan }}"))
+        .collect();
+    let big = format!(
+        "subscription Big {{ deploymentEvents {{ id cursor deploymentId kind actor \
+         fromStatus toStatus deployment {{ service }} {plans} }} }}"
+    );
+    let mut reader = WsClient::connect(&app, Protocol::Transport).await;
+    reader
+        .send(json!({ "id": "r", "type": "subscribe", "payload": { "query": big } }))
+        .await;
+    let mut stalled = WsClient::connect_small(&app, Protocol::Legacy).await;
+    stalled
+        .send(json!({ "id": "s", "type": "start", "payload": { "query": big } }))
+        .await;
+    all_live(&app, &mut [&mut reader, &mut stalled]).await;
+
+    let writer = {
+        let url = app.url("/graphql");
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let mut created = Vec::new();
+            for i in 0..EVENTS {
+                let mut input = create_input(&format!("burst-{i}"), "staging");
+                input["rollbackPlan"] = json!("r".repeat(10_000));
+                let body: Value = client
+                    .post(&url)
+                    .json(&json!({ "query": CREATE, "variables": { "input": input } }))
+                    .send()
+                    .await
+                    .expect("send")
+                    .json()
+                    .await
+                    .expect("json");
+                assert!(body.get("errors").is_none(), "{body}");
+                created.push(body["data"]["createDeployment"]["deployment"]["id"].clone());
+            }
+            created
+        })
+    };
+    let ids = |events: Vec<Value>| -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| {
+                assert_eq!(e["kind"], "CREATED", "{e}");
+                assert_eq!(e["p9"]["rollbackPlan"].as_str().map(str::len), Some(10_000));
+                e["deploymentId"].clone()
+            })
+            .collect()
+    };
+    let read = ids(reader.events(EVENTS).await);
+    let created = writer.await.expect("the writer");
+    assert_eq!(
+        read, created,
+        "the reader: all, in order, while they commit"
+    );
+    assert_eq!(
+        ids(stalled.events(EVENTS).await),
+        created,
+        "the stalled client: all, in order, once each"
+    );
+    // Both are live still, and nothing else was queued for either.
+    let last = app.create("after", "staging").await;
+    for client in [&mut reader, &mut stalled] {
+        assert_eq!(client.next_event().await["deploymentId"], last.as_str());
+    }
+    app.stop().await;
 }

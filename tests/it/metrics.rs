@@ -509,6 +509,15 @@ impl Drop for Process {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn subscribe(addr: SocketAddr) -> Ws {
+    subscribe_to(
+        addr,
+        "subscription MetricsProbeWatch { deploymentEvents { kind } }",
+    )
+    .await
+}
+
+/// A WebSocket with one subscription, `1`, to `query`.
+async fn subscribe_to(addr: SocketAddr, query: &str) -> Ws {
     let mut request = format!("ws://{addr}/graphql/ws")
         .into_client_request()
         .expect("a request");
@@ -538,27 +547,50 @@ async fn subscribe(addr: SocketAddr) -> Ws {
     }
     ws.send(send(json!({
         "id": "1", "type": "subscribe",
-        "payload": { "query": "subscription MetricsProbeWatch { deploymentEvents { kind } }" }
+        "payload": { "query": query }
     })))
     .await
     .expect("subscribe");
     ws
 }
 
-/// Scrapes until the gauge reads `want`.
+/// Scrapes until the live subscribers gauge reads `want`.
 async fn gauge_reaches(client: &reqwest::Client, url: &str, want: f64) -> Scrape {
+    metric_reaches(client, url, "shiplog_live_subscribers", want).await
+}
+
+/// Scrapes until metric `name` (no labels) reads `want`.
+async fn metric_reaches(client: &reqwest::Client, url: &str, name: &str, want: f64) -> Scrape {
     let deadline = Instant::now() + WAIT;
     loop {
         let now = scrape(client, url).await;
-        if now.value("shiplog_live_subscribers", &[]) == want {
+        if now.value(name, &[]) == want {
             return now;
         }
         assert!(
             Instant::now() < deadline,
-            "the live subscribers gauge never read {want}\n{}",
+            "{name} never read {want}\n{}",
             now.text
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next event of subscription `1` on `ws`, as its `payload` text exactly.
+async fn next_payload(ws: &mut Ws) -> String {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("an event in time")
+            .expect("the socket open")
+            .expect("a message");
+        if let Message::Text(text) = msg {
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            if value["type"] == "next" {
+                assert_eq!(value["id"], "1", "{value}");
+                return value["payload"].to_string();
+            }
+        }
     }
 }
 
@@ -668,4 +700,76 @@ async fn text_logs_carry_the_request_id() {
         line.contains("request_id=metrics-text-log-probe") && line.contains("path=/healthz"),
         "{line}"
     );
+}
+
+/// Clients that send the same subscription share one running operation (one execution,
+/// one serialisation per event); a different selection runs on its own. Each client
+/// still gets its own answer.
+#[tokio::test]
+async fn clients_with_the_same_subscription_share_one_feed() {
+    const WATCH: &str = "subscription MetricsFeedWatch { deploymentEvents { kind deploymentId } }";
+    const OTHER: &str = "subscription MetricsFeedOther { deploymentEvents { deploymentId actor } }";
+    let db = TestDb::new();
+    let server = Process::start(&db.path(), "text");
+    let client = reqwest::Client::new();
+    let metrics = server.url("/metrics");
+    metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 0.0).await;
+
+    // The first one's feed is listed once it counts as live; the others join it.
+    let mut same = vec![subscribe_to(server.addr, WATCH).await];
+    gauge_reaches(&client, &metrics, 1.0).await;
+    for _ in 0..4 {
+        same.push(subscribe_to(server.addr, WATCH).await);
+    }
+    gauge_reaches(&client, &metrics, 5.0).await;
+    let shared = metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 1.0).await;
+    assert_eq!(
+        shared.value(
+            "shiplog_graphql_requests_total",
+            &[
+                ("operation_type", "subscription"),
+                ("operation_name", "MetricsFeedWatch")
+            ],
+        ),
+        5.0,
+        "a client that joins a feed is counted like one that started it\n{}",
+        shared.text
+    );
+    let mut other = subscribe_to(server.addr, OTHER).await;
+    gauge_reaches(&client, &metrics, 6.0).await;
+    metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 2.0).await;
+
+    let created: Value = client
+        .post(server.url("/graphql"))
+        .json(&json!({ "query": CREATE,
+                       "variables": { "input": create_input("feeds", "staging") } }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let id = created["data"]["createDeployment"]["deployment"]["id"].clone();
+    assert!(id.is_string(), "{created}");
+    for ws in &mut same {
+        let payload: Value = serde_json::from_str(&next_payload(ws).await).expect("JSON");
+        assert_eq!(
+            payload,
+            json!({ "data": { "deploymentEvents": { "kind": "CREATED", "deploymentId": id } } })
+        );
+    }
+    let payload: Value = serde_json::from_str(&next_payload(&mut other).await).expect("JSON");
+    assert_eq!(
+        payload,
+        json!({ "data": { "deploymentEvents": { "deploymentId": id, "actor": "alice" } } })
+    );
+
+    // Every client leaving ends its feed.
+    for ws in same.iter_mut().chain([&mut other]) {
+        ws.close(None).await.expect("close");
+    }
+    drop(same);
+    drop(other);
+    gauge_reaches(&client, &metrics, 0.0).await;
+    metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 0.0).await;
 }
