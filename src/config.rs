@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Open WebSocket connections, all clients together; beyond it new ones are refused.
     #[arg(long, env = "SHIPLOG_WS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_max_connections: u32,
+    /// Megabytes of query answers to keep for identical requests until the next write,
+    /// served with an ETag (and 304 to If-None-Match). 0, the default: no cache.
+    #[arg(long, env = "SHIPLOG_RESPONSE_CACHE_MB", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65_536))]
+    pub response_cache_mb: u32,
     /// Log lines as human-readable text or as one JSON object per line.
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -152,6 +156,7 @@ impl ServeArgs {
                 .map(|origin| origin.trim().to_string())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
+            response_cache_bytes: self.response_cache_mb as usize * 1024 * 1024,
             ws: crate::server::WsLimits {
                 max_subscriptions: self.ws_max_subscriptions as usize,
                 init_timeout: std::time::Duration::from_secs(u64::from(

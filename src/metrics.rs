@@ -32,6 +32,8 @@ pub const WRITE_GROUP_SIZE: &str = "shiplog_write_group_size";
 pub const WRITES_QUEUED: &str = "shiplog_writes_queued";
 /// Open GraphQL subscriptions.
 pub const LIVE_SUBSCRIBERS: &str = "shiplog_live_subscribers";
+/// Lookups in the HTTP response cache, by `outcome` (`hit`, `miss`).
+pub const RESPONSE_CACHE: &str = "shiplog_response_cache_lookups_total";
 /// WebSocket operations running, each executed once for all the clients that sent it.
 pub const SUBSCRIPTION_FEEDS: &str = "shiplog_subscription_feeds";
 /// Attempts of webhook deliveries and executor triggers, by `kind` (`webhook`,
@@ -139,6 +141,10 @@ fn describe() {
         "Writes waiting for the writer task, sampled as it takes and finishes each group"
     );
     metrics::describe_gauge!(LIVE_SUBSCRIBERS, "Open GraphQL subscriptions");
+    metrics::describe_counter!(
+        RESPONSE_CACHE,
+        "Lookups in the HTTP response cache (when on), by outcome (hit, miss)"
+    );
     metrics::describe_gauge!(
         SUBSCRIPTION_FEEDS,
         "WebSocket operations running, each executed and serialised once for all the clients that sent the same one"
@@ -254,6 +260,13 @@ pub fn write_group(writes: usize, committed: bool) {
     let outcome = if committed { "committed" } else { "failed" };
     metrics::counter!(WRITE_GROUPS, "outcome" => outcome).increment(1);
     metrics::histogram!(WRITE_GROUP_SIZE).record(writes as f64);
+}
+
+/// One lookup in the HTTP response cache.
+pub fn response_cache(hit: bool) {
+    handle();
+    let outcome = if hit { "hit" } else { "miss" };
+    metrics::counter!(RESPONSE_CACHE, "outcome" => outcome).increment(1);
 }
 
 /// One attempt of a webhook delivery or executor trigger (`kind`: webhook, executor).

@@ -69,8 +69,14 @@ impl FreezeWindowObject {
         self.0.removal_note.as_deref()
     }
     /// The period in force at `at` (default now), else the next one; null when none is to come or the window was removed.
-    async fn period(&self, at: Option<DateTime>) -> Option<FreezePeriodObject> {
-        let at = at.map_or_else(now, |t| t.0);
+    async fn period(&self, ctx: &Context<'_>, at: Option<DateTime>) -> Option<FreezePeriodObject> {
+        let at = match at {
+            Some(at) => at.0,
+            None => {
+                super::volatile(ctx);
+                now()
+            }
+        };
         self.0.period(at).map(|period| FreezePeriodObject {
             period,
             window: self.clone(),
@@ -206,6 +212,7 @@ pub async fn active(
     environment: &str,
 ) -> Result<Option<FreezePeriodObject>, ApiError> {
     let windows = covering(ctx, environment).await?;
+    super::volatile(ctx);
     Ok(
         freeze::active_period(&windows, environment, now()).map(|(w, period)| FreezePeriodObject {
             period,
@@ -248,5 +255,6 @@ pub async fn frozen_blocker(
     environment: &str,
 ) -> Result<Option<crate::domain::Blocker>, ApiError> {
     let windows = covering(ctx, environment).await?;
+    super::volatile(ctx);
     Ok(freeze::frozen_blocker(&windows, environment, now()))
 }

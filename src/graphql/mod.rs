@@ -135,6 +135,7 @@ pub struct RequestProbe {
     dry_run: bool,
     executed: std::sync::atomic::AtomicBool,
     complexity: std::sync::atomic::AtomicUsize,
+    volatile: std::sync::atomic::AtomicBool,
 }
 
 impl RequestProbe {
@@ -155,6 +156,23 @@ impl RequestProbe {
     /// The complexity validation found; 0 when validation did not pass.
     pub fn complexity(&self) -> usize {
         self.complexity.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the answer depends on more than what is stored (the clock, a language
+    /// model): the same request on the same data may answer otherwise.
+    pub fn volatile(&self) -> bool {
+        self.volatile.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Says that this request's answer depends on more than what is stored: every resolver
+/// that reads the clock or asks outside calls it, so that the answer is never kept for
+/// another request (the HTTP response cache).
+fn volatile(ctx: &Context<'_>) {
+    if let Some(probe) = ctx.data_opt::<std::sync::Arc<RequestProbe>>() {
+        probe
+            .volatile
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -187,6 +187,8 @@ impl Query {
         environment: String,
         version: String,
     ) -> Result<super::release_notes::ReleaseNotesDraftObject, ApiError> {
+        // It may ask a language model, and says when it was drafted.
+        super::volatile(ctx);
         super::release_notes::draft(ctx, &service, &environment, &version).await
     }
 

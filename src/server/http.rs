@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::{graphiql, request_error, AppState};
+use super::{cache, graphiql, request_error, AppState};
 use crate::graphql::{select_operation, RequestProbe, MAX_COMPLEXITY};
 
 /// Headers a browser only sends cross-site after a CORS preflight the server allowed;
@@ -136,7 +136,7 @@ pub async fn get_graphql(
         }
         _ => {}
     }
-    execute_single(&state, params, media).await
+    execute_single(&state, params, media, &headers).await
 }
 
 /// Any other method on `/graphql`.
@@ -185,7 +185,7 @@ pub async fn post_graphql(
     };
     match json {
         Json::Object(object) => match params_from_json(object) {
-            Ok(params) => execute_single(&state, params, media).await,
+            Ok(params) => execute_single(&state, params, media, &headers).await,
             Err(message) => bad_request(&message),
         },
         Json::Array(items) => {
@@ -222,13 +222,66 @@ pub async fn post_graphql(
     }
 }
 
-async fn execute_single(state: &AppState, params: Params, media: Media) -> Response {
+async fn execute_single(
+    state: &AppState,
+    params: Params,
+    media: Media,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(cache) = &state.cache else {
+        return execute_uncached(state, &params, media).await.0;
+    };
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    let key = cache::Key::new(
+        media.content_type(),
+        &params.query,
+        params.operation_name.as_deref(),
+        params.variables.as_ref(),
+        params.extensions.as_ref(),
+    );
+    let generation = state.store.generation();
+    if let Some(hit) = cache.get(&key, generation) {
+        crate::metrics::response_cache(true);
+        return cached(media, hit.etag, hit.body, if_none_match);
+    }
+    crate::metrics::response_cache(false);
+    let (response, keep) = execute_uncached(state, &params, media).await;
+    // Kept only if nothing was written meanwhile: the answer is then that of `generation`.
+    if !keep
+        || response.status() != StatusCode::OK
+        || state.store.generation() != generation
+        || operation_type(&params) != Some(OperationType::Query)
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return request_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        );
+    };
+    let etag = cache.put(key, generation, body.clone());
+    if cache::matches(if_none_match, &etag) {
+        return cached(media, etag, body, if_none_match);
+    }
+    let mut response = Response::from_parts(parts, axum::body::Body::from(body));
+    set_validators(response.headers_mut(), etag);
+    response
+}
+
+/// Runs one request; also tells whether its answer may be kept for the next identical
+/// request (it executed, has no error, and read nothing but stored data).
+async fn execute_uncached(state: &AppState, params: &Params, media: Media) -> (Response, bool) {
     let probe = Arc::new(RequestProbe::default());
     let response = state.schema.execute(params.request(probe.clone())).await;
     let executed = probe.executed();
     let mut body = BoundedBuffer::new(state.options.max_response_bytes);
+    let mut keep = executed && response.errors.is_empty() && !probe.volatile();
     if write_response(&mut body, &response, executed).is_err() {
         body.clear();
+        keep = false;
         // An error object is far smaller than any limit the flags allow.
         let _ = serde_json::to_writer(&mut body, &too_large(state.options.max_response_bytes));
     }
@@ -237,7 +290,35 @@ async fn execute_single(state: &AppState, params: Params, media: Media) -> Respo
     } else {
         StatusCode::OK
     };
-    respond(status, media, body.into_inner(), &response)
+    keep &= response.http_headers.is_empty();
+    (respond(status, media, body.into_inner(), &response), keep)
+}
+
+/// A kept answer: 304 with no body when the client holds it, else the body.
+fn cached(
+    media: Media,
+    etag: HeaderValue,
+    body: Bytes,
+    if_none_match: Option<&HeaderValue>,
+) -> Response {
+    let mut response = if cache::matches(if_none_match, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, media.content_type())],
+            body,
+        )
+            .into_response()
+    };
+    set_validators(response.headers_mut(), etag);
+    response
+}
+
+/// The tag, and that a client must ask again (with it) before using its copy.
+fn set_validators(headers: &mut HeaderMap, etag: HeaderValue) {
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
 /// Runs a batch one request after another, after checking that the batch as a whole is

@@ -10,6 +10,7 @@
 //!   the clients that send the same one.
 //! - `graphiql.rs`: the GraphiQL page and its assets, embedded in the binary.
 
+mod cache;
 mod feeds;
 mod graphiql;
 mod http;
@@ -49,6 +50,9 @@ pub struct ServerOptions {
     pub ws: WsLimits,
     /// Sends webhook deliveries and executor triggers; None: they stay PENDING.
     pub outbox: Option<crate::outbox::OutboxSender>,
+    /// Bytes of query answers kept for identical requests, with ETags (`cache.rs`);
+    /// 0: no cache, no ETags.
+    pub response_cache_bytes: usize,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +63,7 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             ws: WsLimits::default(),
             outbox: crate::outbox::OutboxSender::new(Default::default()).ok(),
+            response_cache_bytes: 0,
         }
     }
 }
@@ -102,6 +107,8 @@ struct AppState {
     ws_slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// The WebSocket operations running, shared by the clients that send the same one.
     feeds: std::sync::Arc<feeds::Feeds>,
+    /// Query answers kept for identical requests; None when off.
+    cache: Option<std::sync::Arc<cache::ResponseCache>>,
 }
 
 pub fn router(
@@ -161,6 +168,9 @@ pub fn router(
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             feeds: std::sync::Arc::new(feeds::Feeds::new(options.ws.feed_lag)),
+            cache: (options.response_cache_bytes > 0).then(|| {
+                std::sync::Arc::new(cache::ResponseCache::new(options.response_cache_bytes))
+            }),
             options: std::sync::Arc::new(options),
         })
 }

@@ -217,6 +217,8 @@ pub struct Store {
     fast: fast::FastReads,
     /// The environments read so far, as they are stored (`environments::Known`).
     known: Arc<environments::Known>,
+    /// Moved on by the writer after every commit (`generation`).
+    generation: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -262,6 +264,7 @@ impl Store {
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let outbox = Arc::new(tokio::sync::Notify::new());
+        let generation = Arc::new(AtomicU64::new(0));
         let writes = writer::spawn(
             direct,
             hub.clone(),
@@ -269,6 +272,7 @@ impl Store {
             writer::Wake {
                 deadlines: deadlines.clone(),
                 outbox: outbox.clone(),
+                generation: generation.clone(),
             },
             config.retry,
         )
@@ -283,7 +287,15 @@ impl Store {
             outbox,
             fast,
             known: Arc::default(),
+            generation,
         })
+    }
+
+    /// How many write groups this store has committed since it was opened. Every write
+    /// goes through this store's writer, so while the number stays the same, so does
+    /// everything stored; it moves on before the writes of a group are answered.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// How many SQL statements the readers have run since the store was opened.

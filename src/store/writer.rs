@@ -182,6 +182,8 @@ pub(super) struct Wake {
     pub deadlines: Arc<tokio::sync::Notify>,
     /// The outbox, after deliveries or executions were written.
     pub outbox: Arc<tokio::sync::Notify>,
+    /// Counts committed groups: moved on after every commit, before anyone is answered.
+    pub generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the writer keeps between groups.
@@ -402,6 +404,9 @@ async fn commit_group(
     metrics::write_group(group.len(), committed.is_ok());
     match committed {
         Ok(()) => {
+            // Before any answer: whoever got one and reads next sees the new generation.
+            wake.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             for (job, outcome) in group.into_iter().zip(outcomes) {
                 if let Some(done) = outcome.as_ref().ok().and_then(Outcome::done) {
                     if done.fresh {

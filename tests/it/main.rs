@@ -4,6 +4,7 @@
 
 mod api;
 mod approvals;
+mod cache;
 mod crash;
 mod environments;
 mod freeze;
