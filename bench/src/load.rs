@@ -134,7 +134,13 @@ fn row(workload: &str, unit: &str, tally: &Tally, elapsed: Duration, server: &Se
 }
 
 /// W1: create, approve, start, succeed, by `clients` concurrent clients.
-pub async fn w1_write(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, BenchError> {
+/// W1: `plan.clients` clients each walking deployments through their lifecycle; also
+/// the mean size of the server's write groups.
+pub async fn w1_write(
+    plan: &Plan,
+    binary: &Path,
+    db: &Path,
+) -> Result<(Row, Option<f64>), BenchError> {
     let server = Server::start(binary, db).await?;
     let client = reqwest::Client::new();
     let url = server.url("/graphql");
@@ -190,8 +196,23 @@ pub async fn w1_write(plan: &Plan, binary: &Path, db: &Path) -> Result<Row, Benc
         elapsed,
         &server,
     );
+    let groups = mean_write_group(&client, &server.url("/metrics")).await;
     server.stop().await?;
-    Ok(row)
+    Ok((row, groups))
+}
+
+/// The mean size of the write groups the server committed, from its metrics.
+async fn mean_write_group(client: &reqwest::Client, url: &str) -> Option<f64> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    let (sum, count) = (
+        value("shiplog_write_group_size_sum")?,
+        value("shiplog_write_group_size_count")?,
+    );
+    (count > 0.0).then(|| sum / count)
 }
 
 /// W2: a page of 50 with every field and events over the seeded database.
@@ -592,27 +613,34 @@ pub async fn w4_fanout(
     ])
 }
 
-/// W5: the real limit under W1's writes. The statements of a create (`createDeployment`)
-/// as the server's writer runs them, straight on SQLite in process, with nothing of the
-/// server around them: one connection with the writer's settings (WAL,
-/// synchronous=FULL, foreign keys, busy timeout, prepared statements cached), groups of
-/// `plan.clients` creates (W1's concurrency: at most that many writes wait for the
-/// writer at once), each group `BEGIN IMMEDIATE`, per create `SAVEPOINT write` ...
-/// `RELEASE write`, then `COMMIT`: one fsync per group.
-pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
+/// W5: the real limit under W1's writes. W1's lifecycle (create, approve, start,
+/// succeed), each write with the statements the server's writer runs for it, in the
+/// server's words, straight on SQLite in process with nothing of the server around
+/// them: one connection with the writer's settings (WAL, synchronous=FULL, foreign keys,
+/// temp_store=MEMORY, stable query plans, busy timeout, prepared statements cached), in groups of
+/// `plan.clients` writes (W1's concurrency: each of its clients has one write waiting
+/// at a time, so a group holds the next step of each of `plan.clients` lifecycles),
+/// each group `BEGIN IMMEDIATE`, per write `SAVEPOINT write` ... `RELEASE write`, then
+/// `COMMIT`: one fsync per group.
+pub async fn w5_raw_sqlite(plan: &Plan, db: &Path, size: usize) -> Result<Row, BenchError> {
     crate::seed::migrated(db).await?;
-    let (path, run, size) = (db.to_path_buf(), plan.run, plan.clients);
+    let (path, run, size) = (db.to_path_buf(), plan.run, size.max(1));
     let mut groups = tokio::task::spawn_blocking(move || w5_groups(&path, run, size)).await??;
     groups.latencies_us.sort_unstable();
     Ok(Row {
-        workload: format!("W5 raw SQLite creates, groups of {size}"),
-        throughput: Some(groups.creates as f64 / groups.elapsed.as_secs_f64()),
-        unit: "creates/s".to_owned(),
+        workload: format!("W5 raw SQLite W1 writes, groups of {size}"),
+        throughput: Some(groups.writes as f64 / groups.elapsed.as_secs_f64()),
+        unit: "mutations/s".to_owned(),
         p50_ms: percentile(&groups.latencies_us, 50.0),
         p99_ms: percentile(&groups.latencies_us, 99.0),
         failures: groups.failed,
         note: format!(
-            "G = {size} = W1's clients; latency per group; WAL, synchronous=FULL, in process"
+            "W1's mix; latency per group; WAL, synchronous=FULL, in process{}",
+            if size == plan.clients {
+                "; G = W1's clients"
+            } else {
+                "; G = W1's mean group"
+            }
         ),
         ..Row::default()
     })
@@ -622,25 +650,34 @@ pub async fn w5_raw_sqlite(plan: &Plan, db: &Path) -> Result<Row, BenchError> {
 struct Groups {
     /// Each committed group, from BEGIN IMMEDIATE to COMMIT.
     latencies_us: Vec<u64>,
-    creates: u64,
+    writes: u64,
     /// Groups that failed (none should).
     failed: u64,
     elapsed: Duration,
 }
 
-/// The writer's reads and writes of one create, in the server's words.
-const W5_ENVIRONMENT: &str = "SELECT name, id, position, tier, required_approvals, \
-     start_timeout_seconds, updated_by, updated_at FROM environments WHERE name = ? LIMIT 1";
-const W5_DEPLOYMENT: &str = "INSERT INTO deployments (id, service, environment, version, \
-     requester, work_refs, risk, rollback_plan, status, reviewed_by, reviewed_at, created_at, \
-     updated_at, idempotency_key, required_approvals, promoted_from, release_notes, started_at, \
-     start_deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const W5_EVENT: &str = "INSERT INTO deployment_events (id, deployment_id, service, environment, \
-     kind, actor, note, from_status, to_status, occurred_at, overrides) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq";
+/// The writer's statements for W1's writes, as it sends them to SQLite.
+const W5_ENVIRONMENT: &str = r#"SELECT "environments"."name", "environments"."id", "environments"."position", "environments"."tier", "environments"."required_approvals", "environments"."start_timeout_seconds", "environments"."updated_by", "environments"."updated_at" FROM "environments" WHERE "environments"."name" = ? LIMIT ?"#;
+const W5_INSERT_DEPLOYMENT: &str = r#"INSERT INTO "deployments" ("id", "service", "environment", "version", "requester", "work_refs", "risk", "rollback_plan", "status", "reviewed_by", "reviewed_at", "created_at", "updated_at", "idempotency_key", "required_approvals", "promoted_from", "release_notes", "started_at", "start_deadline") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"#;
+const W5_EVENT: &str = r#"INSERT INTO "deployment_events" ("id", "deployment_id", "service", "environment", "kind", "actor", "note", "from_status", "to_status", "occurred_at", "overrides") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "seq""#;
+const W5_DEPLOYMENT: &str = r#"SELECT "deployments"."id", "deployments"."service", "deployments"."environment", "deployments"."version", "deployments"."requester", "deployments"."work_refs", "deployments"."risk", "deployments"."rollback_plan", "deployments"."status", "deployments"."reviewed_by", "deployments"."reviewed_at", "deployments"."created_at", "deployments"."updated_at", "deployments"."idempotency_key", "deployments"."required_approvals", "deployments"."promoted_from", "deployments"."release_notes", "deployments"."started_at", "deployments"."start_deadline" FROM "deployments" WHERE "deployments"."id" = ? LIMIT ?"#;
+const W5_UPDATE: &str = r#"UPDATE "deployments" SET "status" = ?, "reviewed_by" = ?, "reviewed_at" = ?, "updated_at" = ?, "started_at" = ?, "start_deadline" = ? WHERE "deployments"."id" = ? AND "deployments"."status" = ?"#;
+const W5_OTHER_STARTED: &str = r#"SELECT "deployments"."id" FROM "deployments" WHERE "deployments"."service" = ? AND "deployments"."environment" = ? AND "deployments"."status" = ? AND "deployments"."id" <> ? LIMIT ?"#;
+const W5_NEWER_SUCCESS: &str = r#"SELECT "deployments"."id" FROM "deployments" WHERE "deployments"."service" = ? AND "deployments"."environment" = ? AND "deployments"."status" = ? AND ("created_at", "id") > (?, ?) ORDER BY "deployments"."created_at" DESC, "deployments"."id" DESC LIMIT ?"#;
+const W5_FREEZE_WINDOWS: &str = r#"SELECT "freeze_windows"."id", "freeze_windows"."environment", "freeze_windows"."reason", "freeze_windows"."starts_at", "freeze_windows"."ends_at", "freeze_windows"."cron", "freeze_windows"."duration_minutes", "freeze_windows"."time_zone", "freeze_windows"."created_by", "freeze_windows"."created_at", "freeze_windows"."removed_by", "freeze_windows"."removed_at", "freeze_windows"."removal_note" FROM "freeze_windows" WHERE "freeze_windows"."removed_at" IS NULL AND ("freeze_windows"."environment" IS NULL OR "freeze_windows"."environment" = ?) ORDER BY "freeze_windows"."created_at" ASC, "freeze_windows"."id" ASC"#;
+const W5_START_TIMEOUT: &str = r#"SELECT "environments"."start_timeout_seconds" FROM "environments" WHERE "environments"."name" = ? LIMIT ?"#;
 const W5_TARGET: &str = "SELECT service, environment, executor, repository, workflow, \
      workflow_ref, environment_input, ref_input, token_env, url, secret, updated_by, updated_at \
      FROM deployment_targets WHERE service = ? AND environment = ?";
+
+/// One of W1's lifecycles, as far as it got.
+struct Lifecycle {
+    id: String,
+    service: String,
+    created_at: i64,
+    /// Writes done: 0 before the create, 4 after the succeed.
+    step: usize,
+}
 
 /// Runs W5's groups for `run`, on this thread.
 fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError> {
@@ -650,7 +687,12 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
     // The writer's connection settings (src/store/direct.rs), its 1 GiB mmap included.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -16384;",
+         PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
+    )?;
+    // And its stable plans: a `LIMIT ?` does not make a cached statement prepare again.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     // The server registers staging with W1's first create; here it is there beforehand.
@@ -674,84 +716,204 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
         ],
     )?;
 
-    // One create, inside the group's transaction.
-    let create = |i: usize| -> Result<(), BenchError> {
-        conn.prepare_cached("SAVEPOINT write")?.execute([])?;
-        let (environment, required_approvals) = conn
-            .prepare_cached(W5_ENVIRONMENT)?
-            .query_row(["staging"], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(4)?))
-            })?;
-        // W1's create: a service of its own per lifecycle, as `lifecycle_vars`.
-        let service = format!("w1-{i:07}");
-        let id = uuid::Uuid::now_v7().to_string();
-        let at = chrono::Utc::now().timestamp_millis();
-        conn.prepare_cached(W5_DEPLOYMENT)?.execute(params![
-            id,
-            service,
-            environment,
-            format!("v2.{i}"),
-            "alice",
-            "[\"JIRA-7\"]",
-            "low",
-            "redeploy the previous version",
-            "PENDING_APPROVAL",
-            None::<String>,
-            None::<i64>,
-            at,
-            at,
-            None::<String>,
-            required_approvals,
-            None::<String>,
-            None::<String>,
-            None::<i64>,
-            None::<i64>,
-        ])?;
+    let event = |l: &Lifecycle, kind: &str, actor: &str, from: Option<&str>, to: &str, at: i64| {
         // The event's seq comes back, as the server reads it for the event it publishes.
-        let _seq = conn.prepare_cached(W5_EVENT)?.query_row(
-            params![
-                uuid::Uuid::now_v7().to_string(),
-                id,
-                service,
-                environment,
-                "CREATED",
-                "alice",
-                None::<String>,
-                None::<String>,
-                "PENDING_APPROVAL",
-                at,
-                "[]",
-            ],
-            |r| r.get::<_, i64>(0),
-        )?;
-        // No deploy target is configured: the lookup finds nothing.
-        let target = conn
-            .prepare_cached(W5_TARGET)?
-            .query(params![service, environment])?
-            .next()?
-            .is_some();
-        if target {
-            return Err("a deploy target was found; W5 configures none".into());
+        conn.prepare_cached(W5_EVENT)?
+            .query_row(
+                params![
+                    uuid::Uuid::now_v7().to_string(),
+                    l.id,
+                    l.service,
+                    "staging",
+                    kind,
+                    actor,
+                    None::<String>,
+                    from,
+                    to,
+                    at,
+                    "[]",
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(BenchError::from)
+    };
+    // The writer reads the row whole before it decides.
+    let read = |l: &Lifecycle| -> Result<String, BenchError> {
+        let status = conn
+            .prepare_cached(W5_DEPLOYMENT)?
+            .query_row(params![l.id, 1], |r| {
+                for column in 0..19 {
+                    let _: rusqlite::types::Value = r.get(column)?;
+                }
+                r.get::<_, String>(8)
+            })?;
+        Ok(status)
+    };
+    let transition = |l: &Lifecycle,
+                      from: &str,
+                      to: &str,
+                      kind: &str,
+                      actor: &str,
+                      reviewed: bool,
+                      started: bool|
+     -> Result<(), BenchError> {
+        let at = chrono::Utc::now().timestamp_millis();
+        let changed = conn.prepare_cached(W5_UPDATE)?.execute(params![
+            to,
+            reviewed.then_some("bob"),
+            reviewed.then_some(at),
+            at,
+            started.then_some(at),
+            None::<i64>,
+            l.id,
+            from,
+        ])?;
+        if changed != 1 {
+            return Err(format!("{kind}: the compare-and-set changed {changed} rows").into());
+        }
+        event(l, kind, actor, Some(from), to, at)?;
+        Ok(())
+    };
+    // The next write of lifecycle `l`, inside the group's transaction.
+    let step = |l: &mut Lifecycle, i: usize| -> Result<(), BenchError> {
+        conn.prepare_cached("SAVEPOINT write")?.execute([])?;
+        match l.step {
+            0 => {
+                let required_approvals = conn
+                    .prepare_cached(W5_ENVIRONMENT)?
+                    .query_row(params!["staging", 1], |r| r.get::<_, i64>(4))?;
+                // W1's create: a service of its own per lifecycle, as `lifecycle_vars`.
+                l.service = format!("w1-{i:07}");
+                l.id = uuid::Uuid::now_v7().to_string();
+                let at = chrono::Utc::now().timestamp_millis();
+                l.created_at = at;
+                conn.prepare_cached(W5_INSERT_DEPLOYMENT)?.execute(params![
+                    l.id,
+                    l.service,
+                    "staging",
+                    format!("v2.{i}"),
+                    "alice",
+                    "[\"JIRA-7\"]",
+                    "low",
+                    "redeploy the previous version",
+                    "PENDING_APPROVAL",
+                    None::<String>,
+                    None::<i64>,
+                    at,
+                    at,
+                    None::<String>,
+                    required_approvals,
+                    None::<String>,
+                    None::<String>,
+                    None::<i64>,
+                    None::<i64>,
+                ])?;
+                event(l, "CREATED", "alice", None, "PENDING_APPROVAL", at)?;
+            }
+            1 => {
+                read(l)?;
+                transition(
+                    l,
+                    "PENDING_APPROVAL",
+                    "APPROVED",
+                    "APPROVED",
+                    "bob",
+                    true,
+                    false,
+                )?;
+            }
+            2 => {
+                read(l)?;
+                // The start's guards: another start running, a newer success, freezes,
+                // the start timeout; then the deploy target (W1 configures none).
+                let other = conn
+                    .prepare_cached(W5_OTHER_STARTED)?
+                    .query(params![l.service, "staging", "STARTED", l.id, 1])?
+                    .next()?
+                    .is_some();
+                let newer = conn
+                    .prepare_cached(W5_NEWER_SUCCESS)?
+                    .query(params![
+                        l.service,
+                        "staging",
+                        "SUCCEEDED",
+                        l.created_at,
+                        l.id,
+                        1
+                    ])?
+                    .next()?
+                    .is_some();
+                let frozen = conn
+                    .prepare_cached(W5_FREEZE_WINDOWS)?
+                    .query(params!["staging"])?
+                    .next()?
+                    .is_some();
+                if other || newer || frozen {
+                    return Err("a start guard held; W5 sets none up".into());
+                }
+                let _timeout: Option<i64> = conn
+                    .prepare_cached(W5_START_TIMEOUT)?
+                    .query_row(params!["staging", 1], |r| r.get(0))?;
+                transition(
+                    l,
+                    "APPROVED",
+                    "STARTED",
+                    "STARTED",
+                    "deploybot",
+                    false,
+                    true,
+                )?;
+                let target = conn
+                    .prepare_cached(W5_TARGET)?
+                    .query(params![l.service, "staging"])?
+                    .next()?
+                    .is_some();
+                if target {
+                    return Err("a deploy target was found; W5 configures none".into());
+                }
+            }
+            _ => {
+                read(l)?;
+                transition(
+                    l,
+                    "STARTED",
+                    "SUCCEEDED",
+                    "SUCCEEDED",
+                    "deploybot",
+                    false,
+                    false,
+                )?;
+            }
         }
         conn.prepare_cached("RELEASE write")?.execute([])?;
+        l.step = (l.step + 1) % 4;
         Ok(())
     };
 
     let mut groups = Groups {
         latencies_us: Vec::new(),
-        creates: 0,
+        writes: 0,
         failed: 0,
         elapsed: Duration::ZERO,
     };
+    let mut lifecycles: Vec<Lifecycle> = (0..size)
+        .map(|_| Lifecycle {
+            id: String::new(),
+            service: String::new(),
+            created_at: 0,
+            step: 0,
+        })
+        .collect();
     let started = Instant::now();
     let deadline = started + run;
     let mut next = 0;
     while Instant::now() < deadline {
         let t = Instant::now();
-        let group = || -> Result<(), BenchError> {
+        let mut group = || -> Result<(), BenchError> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            for i in next..next + size {
-                create(i)?;
+            for l in lifecycles.iter_mut() {
+                step(l, next)?;
+                next += 1;
             }
             conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(())
@@ -759,7 +921,7 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
         match group() {
             Ok(()) => {
                 groups.latencies_us.push(t.elapsed().as_micros() as u64);
-                groups.creates += size as u64;
+                groups.writes += size as u64;
             }
             Err(err) => {
                 if groups.failed < 3 {
@@ -770,9 +932,9 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                 if !conn.is_autocommit() {
                     conn.execute_batch("ROLLBACK")?;
                 }
+                return Err(format!("W5: a group failed: {err}").into());
             }
         }
-        next += size;
     }
     groups.elapsed = started.elapsed();
     Ok(groups)

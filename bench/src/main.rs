@@ -148,20 +148,44 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let mut rows = Vec::new();
 
-    let mut w5 = None;
-    if wants("w5") {
-        let row = load::w5_raw_sqlite(&plan, &work.path().join("w5.db")).await?;
-        w5 = row.throughput;
+    // W1 first: W5 runs its writes both in groups of W1's clients (the most the writer
+    // can group) and in groups of the size the writer made of W1's writes.
+    let mut w1 = None;
+    if wants("w1") {
+        let (row, groups) = load::w1_write(&plan, &binary, &work.path().join("w1.db")).await?;
         eprintln!("{}", row.workload);
+        w1 = Some((rows.len(), row.throughput, groups));
         rows.push(row);
     }
-    if wants("w1") {
-        let mut row = load::w1_write(&plan, &binary, &work.path().join("w1.db")).await?;
-        if let (Some(w1), Some(w5)) = (row.throughput, w5) {
-            row.note = format!("{:.0}% of W5 (same run)", 100.0 * w1 / w5);
+    if wants("w5") {
+        let mut sizes = vec![plan.clients];
+        if let Some((_, _, Some(groups))) = w1 {
+            let measured = groups.round().max(1.0) as usize;
+            if measured != plan.clients {
+                sizes.push(measured);
+            }
         }
-        eprintln!("{}", row.workload);
-        rows.push(row);
+        let mut limits = Vec::new();
+        for (i, size) in sizes.into_iter().enumerate() {
+            let db = work.path().join(format!("w5-{i}.db"));
+            let row = load::w5_raw_sqlite(&plan, &db, size).await?;
+            eprintln!("{}", row.workload);
+            limits.push((size, row.throughput));
+            rows.push(row);
+        }
+        if let Some((at, Some(w1), groups)) = w1 {
+            let shares: Vec<String> = limits
+                .iter()
+                .filter_map(|(size, w5)| {
+                    Some(format!("{:.0}% of W5 at G = {size}", 100.0 * w1 / (*w5)?))
+                })
+                .collect();
+            rows[at].note = format!(
+                "{}; mean write group {:.1}",
+                shares.join(", "),
+                groups.unwrap_or(0.0)
+            );
+        }
     }
     let w2_db = work.path().join("w2.db");
     let w2_seeded = wants("w2") || wants("sql") || wants("w8");

@@ -57,6 +57,7 @@ impl FastReads {
         conn.busy_timeout(self.busy_timeout)?;
         conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         conn.pragma_update(None, "cache_size", -16384)?;
+        super::direct::stable_plans(&conn)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
