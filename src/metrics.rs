@@ -320,43 +320,41 @@ impl Drop for QueuedWrites {
 // Subscriptions
 // ---------------------------------------------------------------------------------------
 
-/// Counts one open subscription in the live-subscribers gauge for as long as it lives.
-pub struct LiveSubscriber {
+/// Counts one in a gauge for as long as it lives.
+pub struct Held {
     gauge: metrics::Gauge,
 }
+
+impl Held {
+    fn in_gauge(name: &'static str) -> Self {
+        handle();
+        let gauge = metrics::gauge!(name);
+        gauge.increment(1.0);
+        Self { gauge }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// One open subscription, in the live-subscribers gauge.
+pub struct LiveSubscriber;
 
 impl LiveSubscriber {
-    pub fn start() -> Self {
-        handle();
-        let gauge = metrics::gauge!(LIVE_SUBSCRIBERS);
-        gauge.increment(1.0);
-        Self { gauge }
+    pub fn start() -> Held {
+        Held::in_gauge(LIVE_SUBSCRIBERS)
     }
 }
 
-impl Drop for LiveSubscriber {
-    fn drop(&mut self) {
-        self.gauge.decrement(1.0);
-    }
-}
-
-/// Counts one running feed in the feeds gauge for as long as it lives.
-pub struct RunningFeed {
-    gauge: metrics::Gauge,
-}
+/// One running feed, in the feeds gauge.
+pub struct RunningFeed;
 
 impl RunningFeed {
-    pub fn start() -> Self {
-        handle();
-        let gauge = metrics::gauge!(SUBSCRIPTION_FEEDS);
-        gauge.increment(1.0);
-        Self { gauge }
-    }
-}
-
-impl Drop for RunningFeed {
-    fn drop(&mut self) {
-        self.gauge.decrement(1.0);
+    pub fn start() -> Held {
+        Held::in_gauge(SUBSCRIPTION_FEEDS)
     }
 }
 

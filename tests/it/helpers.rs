@@ -246,3 +246,19 @@ impl TestApp {
         data[mutation].clone()
     }
 }
+
+/// Creates a deployment with `client` (from a task of its own, or a server the test
+/// runs as a process): the whole response, which must have no errors.
+pub async fn post_create(client: &reqwest::Client, url: &str, input: Value) -> Value {
+    let body: Value = client
+        .post(url)
+        .json(&json!({ "query": CREATE, "variables": { "input": input } }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(body.get("errors").is_none(), "{body}");
+    body
+}

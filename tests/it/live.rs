@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{create_input, single_error, TestApp, TestDb, CREATE};
+use crate::helpers::{create_input, post_create, single_error, TestApp, TestDb, CREATE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -359,17 +359,8 @@ async fn resuming_after_a_cursor_replays_then_goes_live_with_no_gap_or_duplicate
         let client = app.client.clone();
         tokio::spawn(async move {
             for i in 0..40 {
-                let body: Value = client
-                    .post(&app_url)
-                    .json(&json!({ "query": CREATE,
-                                   "variables": { "input": create_input(&format!("w-{i}"), "staging") } }))
-                    .send()
-                    .await
-                    .expect("send")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(body.get("errors").is_none(), "{body}");
+                let input = create_input(&format!("w-{i}"), "staging");
+                post_create(&client, &app_url, input).await;
             }
         })
     };
@@ -572,16 +563,7 @@ async fn a_client_that_falls_behind_a_shared_feed_is_caught_up_from_storage() {
             for i in 0..EVENTS {
                 let mut input = create_input(&format!("burst-{i}"), "staging");
                 input["rollbackPlan"] = json!("r".repeat(10_000));
-                let body: Value = client
-                    .post(&url)
-                    .json(&json!({ "query": CREATE, "variables": { "input": input } }))
-                    .send()
-                    .await
-                    .expect("send")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(body.get("errors").is_none(), "{body}");
+                let body = post_create(&client, &url, input).await;
                 created.push(body["data"]["createDeployment"]["deployment"]["id"].clone());
             }
             created

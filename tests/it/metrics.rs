@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{create_input, TestApp, TestDb, CREATE};
+use crate::helpers::{create_input, post_create, TestApp, TestDb, CREATE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -739,16 +739,12 @@ async fn clients_with_the_same_subscription_share_one_feed() {
     gauge_reaches(&client, &metrics, 6.0).await;
     metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 2.0).await;
 
-    let created: Value = client
-        .post(server.url("/graphql"))
-        .json(&json!({ "query": CREATE,
-                       "variables": { "input": create_input("feeds", "staging") } }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("JSON");
+    let created = post_create(
+        &client,
+        &server.url("/graphql"),
+        create_input("feeds", "staging"),
+    )
+    .await;
     let id = created["data"]["createDeployment"]["deployment"]["id"].clone();
     assert!(id.is_string(), "{created}");
     for ws in &mut same {

@@ -174,12 +174,25 @@ impl Watcher {
             .send(json!({ "type": "connection_init", "payload": {} }))
             .await;
         assert_eq!(watcher.receive().await["type"], "connection_ack");
+        // After the deployment's latest event: a subscription starts when the server
+        // first runs it, which no message tells, so what commits meanwhile comes replayed.
+        let data = app
+            .ok(
+                "query L($id: ID!) { deployment(id: $id) { events { cursor } } }",
+                json!({ "id": id }),
+            )
+            .await;
+        let after = data["deployment"]["events"]
+            .as_array()
+            .and_then(|events| events.last())
+            .map(|event| event["cursor"].clone())
+            .expect("an event");
         watcher
             .send(json!({
                 "id": "1", "type": "subscribe",
                 "payload": {
-                    "query": "subscription W($id: ID) { deploymentEvents(filter: { deploymentId: $id }) { kind actor note toStatus } }",
-                    "variables": { "id": id }
+                    "query": "subscription W($id: ID, $after: String) { deploymentEvents(filter: { deploymentId: $id }, after: $after) { kind actor note toStatus } }",
+                    "variables": { "id": id, "after": after }
                 }
             }))
             .await;
@@ -226,7 +239,6 @@ async fn a_start_past_its_deadline_is_failed_by_shiplog_once_and_seen_live() {
     configure(&app, "staging", Some(1)).await;
     let id = approved(&app, "billing", "staging").await;
     let mut watcher = Watcher::watch(&app, &id).await;
-    // The subscription is in place once the server answers on it: a start is its first event.
     let started = start(&app, &id).await;
     let started_at = time(&started["startedAt"]);
     let deadline = time(&started["startDeadline"]);
