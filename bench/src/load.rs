@@ -140,7 +140,7 @@ pub async fn w1_write(
     plan: &Plan,
     binary: &Path,
     db: &Path,
-) -> Result<(Row, Option<f64>), BenchError> {
+) -> Result<(Row, Option<WriterStats>), BenchError> {
     let server = Server::start(binary, db).await?;
     let client = reqwest::Client::new();
     let url = server.url("/graphql");
@@ -196,13 +196,41 @@ pub async fn w1_write(
         elapsed,
         &server,
     );
-    let groups = mean_write_group(&client, &server.url("/metrics")).await;
+    let groups = writer_stats(&client, &server.url("/metrics")).await;
     server.stop().await?;
     Ok((row, groups))
 }
 
-/// The mean size of the write groups the server committed, from its metrics.
-async fn mean_write_group(client: &reqwest::Client, url: &str) -> Option<f64> {
+/// What the server's writer did with W1's writes, from its metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterStats {
+    /// Writes per group, on average.
+    pub mean_group: f64,
+    /// Mean seconds per group in its statements, and in its COMMIT.
+    pub execute: f64,
+    pub commit: f64,
+}
+
+impl WriterStats {
+    pub fn describe(&self) -> String {
+        format!(
+            "mean write group {:.1}, {}",
+            self.mean_group,
+            phases(self.execute, self.commit)
+        )
+    }
+}
+
+/// A group's mean time in its statements and in its COMMIT.
+fn phases(execute: f64, commit: f64) -> String {
+    format!(
+        "{:.0} µs statements + {:.0} µs COMMIT per group",
+        execute * 1e6,
+        commit * 1e6
+    )
+}
+
+async fn writer_stats(client: &reqwest::Client, url: &str) -> Option<WriterStats> {
     let text = client.get(url).send().await.ok()?.text().await.ok()?;
     let value = |name: &str| -> Option<f64> {
         text.lines()
@@ -212,7 +240,20 @@ async fn mean_write_group(client: &reqwest::Client, url: &str) -> Option<f64> {
         value("shiplog_write_group_size_sum")?,
         value("shiplog_write_group_size_count")?,
     );
-    (count > 0.0).then(|| sum / count)
+    if count <= 0.0 {
+        return None;
+    }
+    let phase = |phase: &str| -> Option<f64> {
+        let sum = value(&format!(
+            "shiplog_write_group_duration_seconds_sum{{phase=\"{phase}\"}}"
+        ))?;
+        Some(sum / count)
+    };
+    Some(WriterStats {
+        mean_group: sum / count,
+        execute: phase("execute")?,
+        commit: phase("commit")?,
+    })
 }
 
 /// W2: a page of 50 with every field and events over the seeded database.
@@ -627,6 +668,7 @@ pub async fn w5_raw_sqlite(plan: &Plan, db: &Path, size: usize) -> Result<Row, B
     let (path, run, size) = (db.to_path_buf(), plan.run, size.max(1));
     let mut groups = tokio::task::spawn_blocking(move || w5_groups(&path, run, size)).await??;
     groups.latencies_us.sort_unstable();
+    let count = groups.latencies_us.len().max(1) as f64;
     Ok(Row {
         workload: format!("W5 raw SQLite W1 writes, groups of {size}"),
         throughput: Some(groups.writes as f64 / groups.elapsed.as_secs_f64()),
@@ -635,7 +677,11 @@ pub async fn w5_raw_sqlite(plan: &Plan, db: &Path, size: usize) -> Result<Row, B
         p99_ms: percentile(&groups.latencies_us, 99.0),
         failures: groups.failed,
         note: format!(
-            "W1's mix; latency per group; WAL, synchronous=FULL, in process{}",
+            "W1's mix; latency per group; WAL, synchronous=FULL, in process; {}{}",
+            phases(
+                groups.execute.as_secs_f64() / count,
+                groups.commit.as_secs_f64() / count
+            ),
             if size == plan.clients {
                 "; G = W1's clients"
             } else {
@@ -654,6 +700,9 @@ struct Groups {
     /// Groups that failed (none should).
     failed: u64,
     elapsed: Duration,
+    /// Time in the committed groups' statements, and in their COMMITs.
+    execute: Duration,
+    commit: Duration,
 }
 
 /// The writer's statements for W1's writes, as it sends them to SQLite.
@@ -895,6 +944,8 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
         writes: 0,
         failed: 0,
         elapsed: Duration::ZERO,
+        execute: Duration::ZERO,
+        commit: Duration::ZERO,
     };
     let mut lifecycles: Vec<Lifecycle> = (0..size)
         .map(|_| Lifecycle {
@@ -909,18 +960,22 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
     let mut next = 0;
     while Instant::now() < deadline {
         let t = Instant::now();
-        let mut group = || -> Result<(), BenchError> {
+        let mut group = || -> Result<Duration, BenchError> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             for l in lifecycles.iter_mut() {
                 step(l, next)?;
                 next += 1;
             }
+            let executed = t.elapsed();
             conn.prepare_cached("COMMIT")?.execute([])?;
-            Ok(())
+            Ok(executed)
         };
         match group() {
-            Ok(()) => {
-                groups.latencies_us.push(t.elapsed().as_micros() as u64);
+            Ok(executed) => {
+                let total = t.elapsed();
+                groups.latencies_us.push(total.as_micros() as u64);
+                groups.execute += executed;
+                groups.commit += total - executed;
                 groups.writes += size as u64;
             }
             Err(err) => {

@@ -160,7 +160,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     if wants("w5") {
         let mut sizes = vec![plan.clients];
         if let Some((_, _, Some(groups))) = w1 {
-            let measured = groups.round().max(1.0) as usize;
+            let measured = groups.mean_group.round().max(1.0) as usize;
             if measured != plan.clients {
                 sizes.push(measured);
             }
@@ -181,9 +181,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
                 })
                 .collect();
             rows[at].note = format!(
-                "{}; mean write group {:.1}",
+                "{}; {}",
                 shares.join(", "),
-                groups.unwrap_or(0.0)
+                groups.map(|g| g.describe()).unwrap_or_default()
             );
         }
     }

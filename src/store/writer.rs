@@ -366,6 +366,8 @@ async fn commit_group(
 ) {
     let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
     let mut outbox_work = false;
+    let began = std::time::Instant::now();
+    let mut executed = None;
     let committed = async {
         db.control("BEGIN IMMEDIATE")?;
         for job in &group {
@@ -387,9 +389,12 @@ async fn commit_group(
             db.control("RELEASE write")?;
             outcomes.push(outcome);
         }
+        executed = Some(std::time::Instant::now());
         db.control("COMMIT")
     }
     .await;
+    let ended = std::time::Instant::now();
+    let executed = executed.unwrap_or(ended);
     if committed.is_err() {
         // Whatever failed, nothing of the group stays: the next group begins afresh.
         if let Err(err) = db.control("ROLLBACK") {
@@ -401,7 +406,12 @@ async fn commit_group(
 
     // Counted before anyone is answered, so that a caller who reads the metrics after
     // its answer finds its group there.
-    metrics::write_group(group.len(), committed.is_ok());
+    metrics::write_group(
+        group.len(),
+        committed.is_ok(),
+        executed - began,
+        ended - executed,
+    );
     match committed {
         Ok(()) => {
             // Before any answer: whoever got one and reads next sees the new generation.

@@ -309,6 +309,23 @@ async fn write_groups_are_counted() {
     );
     let sizes = "shiplog_write_group_size_count";
     assert!(after.value(sizes, &[]) - before.value(sizes, &[]) >= 1.0);
+    // Each group's time in its statements and in its COMMIT (which fsyncs: never zero).
+    let phases = "shiplog_write_group_duration_seconds";
+    for phase in ["execute", "commit"] {
+        let count = format!("{phases}_count");
+        let sum = format!("{phases}_sum");
+        let at = [("phase", phase)];
+        assert!(
+            after.value(&count, &at) - before.value(&count, &at) >= 1.0,
+            "{phase} is timed for the group\n{}",
+            after.text
+        );
+        assert!(
+            after.value(&sum, &at) > before.value(&sum, &at),
+            "{phase} took some time\n{}",
+            after.text
+        );
+    }
     assert!(
         after.has("shiplog_writes_queued", &[]),
         "the queue gauge is there\n{}",
