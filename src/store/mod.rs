@@ -14,6 +14,7 @@ mod environments;
 mod fast;
 mod freeze;
 mod guards;
+mod lock;
 mod outbox;
 mod payload;
 mod promotion;
@@ -109,6 +110,15 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the store is closed")]
     Closed,
+    /// Another shiplog process serves this SQLite file (`pid`, when it said so).
+    #[error(
+        "{database} is in use by another shiplog process{}: on SQLite one process serves a database; stop the other, or run several instances on PostgreSQL",
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse { database: String, pid: Option<u32> },
+    /// The file that claims the database for one process cannot be used.
+    #[error("cannot claim the database for this process: {0}")]
+    Lock(String),
     /// The input breaks a rule that depends on what is stored (a risk the environment's
     /// tier requires), found inside the write transaction.
     #[error(transparent)]
@@ -235,6 +245,8 @@ impl Store {
                 "an in-memory database is not supported; give a file".into(),
             )));
         }
+        // Before anything else touches the file: one process per SQLite database.
+        let claim = lock::claim(&file).await?;
         {
             let write_pool = SqlitePoolOptions::new()
                 .min_connections(1)
@@ -267,6 +279,7 @@ impl Store {
         let generation = Arc::new(AtomicU64::new(0));
         let writes = writer::spawn(
             direct,
+            claim,
             hub.clone(),
             Arc::new(config.production.clone()),
             writer::Wake {

@@ -210,6 +210,7 @@ impl State {
 /// of writes takes no thread switch until its answers are sent (see `direct.rs`).
 pub(super) fn spawn(
     db: Direct,
+    claim: super::lock::Claim,
     hub: broadcast::Sender<Arc<StoredEvent>>,
     production: Arc<ProductionEnvironments>,
     wake: Wake,
@@ -234,6 +235,9 @@ pub(super) fn spawn(
             commit_group(&db, &hub, &mut state, &wake, std::mem::take(&mut group)).await;
             queued.set(rx.len());
         }
+        // The database is let go for the next process only once this connection is closed.
+        drop(db);
+        drop(claim);
     };
     // The statements' futures complete at once; only waiting for the queue parks the thread.
     std::thread::Builder::new()

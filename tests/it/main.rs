@@ -25,6 +25,7 @@ mod process;
 mod promotion;
 mod release_notes;
 mod schema;
+mod single_instance;
 mod store;
 mod timeouts;
 mod train;

@@ -171,6 +171,10 @@ impl Server {
         self.addr
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn graphql_url(&self) -> String {
         format!("http://{}/graphql", self.addr)
     }
