@@ -438,7 +438,7 @@ fn shown_url(url: &Url) -> String {
 
 /// `10 s`, or `300 ms` below a second.
 fn shown_duration(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{} s", d.as_secs())
     } else {
         format!("{} ms", d.as_millis())
