@@ -570,6 +570,17 @@ impl Store {
 
 fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreError> {
     let url = config.database_url.trim();
+    if let Some((scheme, _)) = url.split_once("://") {
+        if scheme != "sqlite" {
+            // Only the scheme: the rest of a URL may hold a password.
+            return Err(StoreError::Open(sqlx::Error::Configuration(
+                format!(
+                    "{scheme}:// databases are not supported by this build; give a sqlite: URL or a file path"
+                )
+                .into(),
+            )));
+        }
+    }
     let options = if url.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url)?
     } else {

@@ -1892,3 +1892,19 @@ async fn an_in_memory_database_is_refused_with_a_reason() {
         );
     }
 }
+
+/// A URL of another engine is refused by its scheme (not taken for a file name), and
+/// the rest of the URL (which may hold a password) is not repeated.
+#[tokio::test]
+async fn a_url_of_another_engine_is_refused_by_its_scheme() {
+    let url = "mysql://admin:hunter2@127.0.0.1:1/shiplog";
+    let err = match Store::open(&StoreConfig::new(url)).await {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains("mysql:// databases are not supported"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "no password in the error: {err}");
+}
