@@ -11,8 +11,16 @@ use tokio::process::{Child, Command};
 
 use crate::BenchError;
 
-/// Builds the server binary with the same profile as this harness and returns its path.
+/// Builds the server binary with the same profile as this harness and returns its path;
+/// or, with `SHIPLOG_BENCH_SERVER` set, that binary as it is (to compare two builds).
 pub async fn build() -> Result<PathBuf, BenchError> {
+    if let Some(given) = std::env::var_os("SHIPLOG_BENCH_SERVER") {
+        let binary = PathBuf::from(given);
+        if !binary.is_file() {
+            return Err(format!("SHIPLOG_BENCH_SERVER: no file at {}", binary.display()).into());
+        }
+        return Ok(binary);
+    }
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
