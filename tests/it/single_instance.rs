@@ -4,19 +4,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{post_create, TestDb};
+use crate::helpers::{create_input, post_create, TestDb};
 use crate::process::Server;
-
-fn input(service: &str) -> serde_json::Value {
-    json!({
-        "service": service,
-        "environment": "staging",
-        "version": "1.0.0",
-        "requester": "alice",
-        "workRefs": ["SHIP-1"],
-        "rollbackPlan": "redeploy the previous version",
-    })
-}
 
 async fn count(client: &reqwest::Client, server: &Server) -> i64 {
     let body: serde_json::Value = client
@@ -38,7 +27,12 @@ async fn a_second_process_on_the_same_file_refuses_to_start_and_the_first_keeps_
     let db = TestDb::new();
     let first = Server::start(&db.path());
     let client = reqwest::Client::new();
-    post_create(&client, &first.graphql_url(), input("single-a")).await;
+    post_create(
+        &client,
+        &first.graphql_url(),
+        create_input("single-a", "staging"),
+    )
+    .await;
 
     // The same file, under another spelling of its path.
     let other_spelling = db.dir.path().join(".").join("shiplog.db");
@@ -55,14 +49,24 @@ async fn a_second_process_on_the_same_file_refuses_to_start_and_the_first_keeps_
     assert!(!said.contains("listening on"), "it never listened:\n{said}");
 
     // The first one is untouched: it still writes and reads everything.
-    post_create(&client, &first.graphql_url(), input("single-b")).await;
+    post_create(
+        &client,
+        &first.graphql_url(),
+        create_input("single-b", "staging"),
+    )
+    .await;
     assert_eq!(count(&client, &first).await, 2);
 
     // Killed without a chance to clean up, it leaves the file free for the next one.
     first.kill();
     let next = Server::start(&db.path());
     assert_eq!(count(&client, &next).await, 2, "{}", next.output());
-    post_create(&client, &next.graphql_url(), input("single-c")).await;
+    post_create(
+        &client,
+        &next.graphql_url(),
+        create_input("single-c", "staging"),
+    )
+    .await;
     assert_eq!(count(&client, &next).await, 3);
 }
 
