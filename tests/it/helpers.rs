@@ -262,3 +262,25 @@ pub async fn post_create(client: &reqwest::Client, url: &str, input: Value) -> V
     assert!(body.get("errors").is_none(), "{body}");
     body
 }
+
+/// A port on 127.0.0.1 that refuses every connection for as long as this value lives:
+/// its socket is bound (so the system hands the port to nobody else, a receiver of a
+/// test running beside this one included) but never listens.
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl RefusingPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind port 0");
+        let addr = socket.local_addr().expect("the bound address");
+        Self {
+            _socket: socket,
+            addr,
+        }
+    }
+}

@@ -487,6 +487,7 @@ fn a_thousand_copy_batch_is_refused_and_the_servers_memory_stays_flat() {
                 .expect("create");
             assert_eq!(response.status(), 200);
         }
+        server.reset_peak_memory();
         let (before, _) = server.memory_kib();
         let batch = Value::Array(vec![json!({ "query": BIG_PAGE }); 1_000]).to_string();
         assert!(batch.len() > 200_000, "a large request: {} bytes", batch.len());

@@ -167,6 +167,14 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Resets the server's peak RSS (VmHWM) to its RSS now (Linux's
+    /// `/proc/PID/clear_refs`), so that the next peak read covers only what follows, not
+    /// start-up or an earlier test step.
+    pub fn reset_peak_memory(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("write /proc/PID/clear_refs");
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use shiplog::llm::{ApiKey, Client, LlmConfig};
 use shiplog::server::ServerOptions;
 
-use crate::helpers::{single_error, TestApp, TestDb, CREATE};
+use crate::helpers::{single_error, RefusingPort, TestApp, TestDb, CREATE};
 use crate::process::Server;
 
 const KEY: &str = "sk-test-SECRET-0123456789";
@@ -601,10 +601,9 @@ async fn a_body_that_is_not_a_messages_answer_leaves_the_template() {
 #[tokio::test]
 async fn an_unreachable_model_leaves_the_template() {
     let (logs, _guard) = capture_logs();
-    // A port nothing listens on: bound, then closed.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
+    // A port nothing listens on, and that no other test can be given.
+    let refusing = RefusingPort::new();
+    let addr = refusing.addr;
     let db = TestDb::new();
     let app = app_with_model(&db, &format!("http://{addr}"), Duration::from_secs(20)).await;
     history(&app).await;

@@ -15,7 +15,7 @@ use shiplog::integrations::SenderOptions;
 use shiplog::outbox::OutboxSender;
 use shiplog::server::ServerOptions;
 
-use crate::helpers::{single_error, TestApp, TestDb};
+use crate::helpers::{single_error, RefusingPort, TestApp, TestDb};
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -440,11 +440,9 @@ async fn urls_and_secrets_are_checked_and_secrets_never_shown() {
 
 #[tokio::test]
 async fn a_dead_receiver_holds_back_no_other_webhook() {
-    // A port that refuses connections: bound, then closed.
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/hook", listener.local_addr().unwrap())
-    };
+    // A port that refuses connections, and that no receiver can be given.
+    let refusing = RefusingPort::new();
+    let dead = format!("http://{}/hook", refusing.addr);
     let receivers = [
         Receiver::start(&[]).await,
         Receiver::start(&[]).await,
