@@ -226,11 +226,67 @@ BEGIN
 END;
 "#;
 
+/// PostgreSQL: ALTER TABLE does in place what SQLite needs a rebuild for. The new columns
+/// are added at the end, where the rebuild puts them too; the two CHECK constraints are
+/// replaced (adding one checks every existing row); nothing touches the rows, so no
+/// append-only trigger fires, and the identity sequence of `seq` carries on as it was.
+const PG_UP: &str = r#"
+CREATE TABLE environments (
+    name                    TEXT    NOT NULL PRIMARY KEY,       -- trimmed, compared exactly
+    id                      TEXT    NOT NULL UNIQUE,            -- UUIDv7, for `node(id)`
+    position                BIGINT  NOT NULL,                   -- release-train order, then name
+    tier                    TEXT    NOT NULL CHECK (tier IN ('DEVELOPMENT', 'TESTING',
+                                'STAGING', 'PRODUCTION', 'OTHER')),
+    required_approvals      BIGINT  NOT NULL DEFAULT 1 CHECK (required_approvals BETWEEN 1 AND 10),
+    start_timeout_seconds   BIGINT  CHECK (start_timeout_seconds BETWEEN 1 AND 2592000),
+    updated_by              TEXT,                               -- null until configured
+    updated_at              BIGINT  NOT NULL
+);
+
+CREATE INDEX environments_in_train_order ON environments (position, name);
+
+ALTER TABLE deployments
+    DROP CONSTRAINT deployments_status_check,
+    ADD CONSTRAINT deployments_status_check CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
+        'REJECTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK', 'CANCELLED')),
+    -- Distinct approvals needed: the environment's setting when the deployment was created.
+    ADD COLUMN required_approvals BIGINT NOT NULL DEFAULT 1
+        CONSTRAINT deployments_required_approvals_check CHECK (required_approvals BETWEEN 1 AND 10),
+    -- The SUCCEEDED deployment whose version this one promotes.
+    ADD COLUMN promoted_from TEXT CONSTRAINT deployments_promoted_from_fkey REFERENCES deployments (id),
+    ADD COLUMN release_notes TEXT;
+
+ALTER TABLE deployment_events
+    DROP CONSTRAINT deployment_events_kind_check,
+    ADD CONSTRAINT deployment_events_kind_check CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
+        'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK', 'CANCELLED'));
+"#;
+
+/// PostgreSQL, back to the v1 schema (refused while a deployment is CANCELLED, as on
+/// SQLite; the v1 kind check, checked against every event, refuses a CANCELLED event too).
+const PG_DOWN: &str = r#"
+DROP TABLE environments;
+
+ALTER TABLE deployments
+    DROP COLUMN release_notes,
+    DROP COLUMN promoted_from,
+    DROP COLUMN required_approvals,
+    DROP CONSTRAINT deployments_status_check,
+    ADD CONSTRAINT deployments_status_check CHECK (status IN ('PENDING_APPROVAL', 'APPROVED',
+        'REJECTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'));
+
+ALTER TABLE deployment_events
+    DROP CONSTRAINT deployment_events_kind_check,
+    ADD CONSTRAINT deployment_events_kind_check CHECK (kind IN ('CREATED', 'APPROVED', 'REJECTED',
+        'STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'));
+"#;
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        db.execute_unprepared(UP).await?;
+        db.execute_unprepared(crate::for_backend(manager, UP, PG_UP)?)
+            .await?;
         check_foreign_keys(manager).await
     }
 
@@ -247,7 +303,8 @@ impl MigrationTrait for Migration {
                 "cannot go back to v1: a deployment is CANCELLED, which v1 cannot store".into(),
             ));
         }
-        db.execute_unprepared(DOWN).await?;
+        db.execute_unprepared(crate::for_backend(manager, DOWN, PG_DOWN)?)
+            .await?;
         check_foreign_keys(manager).await
     }
 
@@ -258,7 +315,11 @@ impl MigrationTrait for Migration {
 }
 
 /// The rebuilt tables must still agree with each other before the transaction commits.
+/// (SQLite only: PostgreSQL checks every foreign key as it goes, and rebuilds nothing.)
 async fn check_foreign_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(());
+    }
     let violation = manager
         .get_connection()
         .query_one_raw(sea_orm::Statement::from_string(

@@ -21,15 +21,21 @@ const DOWN: &str = r#"
 DROP INDEX IF EXISTS deployments_in_release_train;
 "#;
 
+/// PostgreSQL: the same statements (plain SQL that both engines read alike).
+const PG_UP: &str = UP;
+const PG_DOWN: &str = DOWN;
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let sql = crate::for_backend(manager, UP, PG_UP)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let sql = crate::for_backend(manager, DOWN, PG_DOWN)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 

@@ -48,16 +48,40 @@ DROP INDEX IF EXISTS deployments_by_service_environment_status;
 DROP INDEX IF EXISTS deployments_one_started;
 "#;
 
+/// PostgreSQL: the same statements (a partial unique index, an index, a column with a
+/// default: plain SQL that both engines read alike). Adding or dropping a column fires no
+/// trigger on PostgreSQL either.
+const PG_UP: &str = UP;
+const PG_DOWN: &str = DOWN;
+
+/// The FAILED event of a superseded start, with each engine's placeholders.
+const INSERT_FAILED_EVENT: &str =
+    "INSERT INTO deployment_events (id, deployment_id, service, environment, kind, actor, \
+     note, from_status, to_status, occurred_at) \
+     VALUES (?, ?, ?, ?, 'FAILED', 'shiplog', ?, 'STARTED', 'FAILED', ?)";
+const PG_INSERT_FAILED_EVENT: &str =
+    "INSERT INTO deployment_events (id, deployment_id, service, environment, kind, actor, \
+     note, from_status, to_status, occurred_at) \
+     VALUES ($1, $2, $3, $4, 'FAILED', 'shiplog', $5, 'STARTED', 'FAILED', $6)";
+
+/// The superseded start itself, failed.
+const FAIL_DEPLOYMENT: &str =
+    "UPDATE deployments SET status = 'FAILED', updated_at = ? WHERE id = ? AND status = 'STARTED'";
+const PG_FAIL_DEPLOYMENT: &str =
+    "UPDATE deployments SET status = 'FAILED', updated_at = $1 WHERE id = $2 AND status = 'STARTED'";
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         fail_superseded_starts(manager).await?;
-        manager.get_connection().execute_unprepared(UP).await?;
+        let sql = crate::for_backend(manager, UP, PG_UP)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let sql = crate::for_backend(manager, DOWN, PG_DOWN)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
@@ -70,6 +94,8 @@ async fn fail_superseded_starts(manager: &SchemaManager<'_>) -> Result<(), DbErr
     use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
     let db = manager.get_connection();
     let backend = manager.get_database_backend();
+    let insert_event = crate::for_backend(manager, INSERT_FAILED_EVENT, PG_INSERT_FAILED_EVENT)?;
+    let fail_deployment = crate::for_backend(manager, FAIL_DEPLOYMENT, PG_FAIL_DEPLOYMENT)?;
     let rows = db
         .query_all_raw(Statement::from_string(backend, SUPERSEDED))
         .await?;
@@ -86,9 +112,7 @@ async fn fail_superseded_starts(manager: &SchemaManager<'_>) -> Result<(), DbErr
         let at = Ord::max(now_ms, updated_at);
         db.execute_raw(Statement::from_sql_and_values(
             backend,
-            "INSERT INTO deployment_events (id, deployment_id, service, environment, kind, actor, \
-             note, from_status, to_status, occurred_at) \
-             VALUES (?, ?, ?, ?, 'FAILED', 'shiplog', ?, 'STARTED', 'FAILED', ?)",
+            insert_event,
             [
                 uuid::Uuid::now_v7().to_string().into(),
                 id.clone().into(),
@@ -101,7 +125,7 @@ async fn fail_superseded_starts(manager: &SchemaManager<'_>) -> Result<(), DbErr
         .await?;
         db.execute_raw(Statement::from_sql_and_values(
             backend,
-            "UPDATE deployments SET status = 'FAILED', updated_at = ? WHERE id = ? AND status = 'STARTED'",
+            fail_deployment,
             [at.into(), id.into()],
         ))
         .await?;

@@ -35,15 +35,35 @@ ALTER TABLE deployments DROP COLUMN start_deadline;
 ALTER TABLE deployments DROP COLUMN started_at;
 "#;
 
+/// PostgreSQL: the same, BIGINT for INTEGER (the fill-in UPDATE and the partial index
+/// read alike on both engines).
+const PG_UP: &str = r#"
+ALTER TABLE deployments ADD COLUMN started_at BIGINT;
+ALTER TABLE deployments ADD COLUMN start_deadline BIGINT;
+
+UPDATE deployments
+   SET started_at = (SELECT MIN(e.occurred_at) FROM deployment_events e
+                      WHERE e.deployment_id = deployments.id AND e.kind = 'STARTED')
+ WHERE status IN ('STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK');
+
+CREATE INDEX deployments_start_deadlines
+    ON deployments (start_deadline, id)
+ WHERE status = 'STARTED' AND start_deadline IS NOT NULL;
+"#;
+
+const PG_DOWN: &str = DOWN;
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let sql = crate::for_backend(manager, UP, PG_UP)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let sql = crate::for_backend(manager, DOWN, PG_DOWN)?;
+        manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
