@@ -34,7 +34,9 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "SHIPLOG_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// SQLite database: a `sqlite:` URL or a file path. Created and migrated on start.
+    /// The database: a `sqlite:` URL or a file path (SQLite, created if missing; one
+    /// shiplog process per file), or a `postgres://` URL (PostgreSQL; several instances
+    /// may share it). Migrated on start.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://shiplog.db")]
     pub database_url: String,
     /// Environments that get tier PRODUCTION when first used, so that their deployments

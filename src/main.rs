@@ -81,6 +81,10 @@ enum ServeError {
     Llm(#[from] shiplog::llm::LlmError),
     #[error("cannot set up the HTTP client for webhooks and executors")]
     Outbox,
+    #[error(
+        "--response-cache-mb is for SQLite only: on PostgreSQL other instances write too, and an answer kept here would outlive their writes"
+    )]
+    SharedCache,
 }
 
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
@@ -107,6 +111,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ..StoreConfig::new(&args.database_url)
     })
     .await?;
+    if store.is_shared() && options.response_cache_bytes > 0 {
+        return Err(ServeError::SharedCache);
+    }
     let schema = graphql::schema_for(store.clone(), production, llm, options.outbox.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

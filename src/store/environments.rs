@@ -4,8 +4,8 @@
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -24,17 +24,27 @@ impl Store {
     /// environments are answered from memory (`Known`).
     pub async fn environment(&self, name: &str) -> Result<Option<Environment>, StoreError> {
         let name = name.trim();
-        let (cached, generation) = self.known.get(name);
+        // On PostgreSQL another instance may change an environment: read it every time.
+        let shared = self.is_shared();
+        let (cached, generation) = if shared {
+            (None, 0)
+        } else {
+            self.known.get(name)
+        };
         if cached.is_some() {
             return Ok(cached);
         }
-        let found = self
-            .fast
-            .environment(name.to_owned())
-            .await?
-            .map(from_row)
-            .transpose()?;
-        if let Some(environment) = &found {
+        let found = match &self.fast {
+            Some(fast) => fast.environment(name.to_owned()).await?,
+            None => {
+                environment::Entity::find_by_id(name.to_owned())
+                    .one(&self.read)
+                    .await?
+            }
+        }
+        .map(from_row)
+        .transpose()?;
+        if let (Some(environment), false) = (&found, shared) {
             self.known.put(environment, generation);
         }
         Ok(found)
@@ -159,8 +169,8 @@ pub(super) async fn register_existing(
     // The distinct names, each found by one step down the environment index rather than
     // by a scan of every deployment: opening stays quick at millions of deployments.
     let named = txn
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
+        .query_all_raw(super::sql::plain(
+            txn.get_database_backend(),
             "WITH RECURSIVE named(name) AS ( \
                SELECT MIN(environment) FROM deployments \
                UNION ALL \

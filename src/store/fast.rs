@@ -92,8 +92,9 @@ impl FastReads {
     pub(super) async fn deployments(
         &self,
         sql: String,
-        params: Vec<rusqlite::types::Value>,
+        params: Vec<sea_orm::Value>,
     ) -> Result<Vec<Deployment>, StoreError> {
+        let params = sqlite_values(params)?;
         self.run(1, move |conn| {
             all(conn, &sql, params, |row| {
                 rows::deployment(deployment_model(row).map_err(fault)?)
@@ -106,8 +107,9 @@ impl FastReads {
     pub(super) async fn count(
         &self,
         sql: String,
-        params: Vec<rusqlite::types::Value>,
+        params: Vec<sea_orm::Value>,
     ) -> Result<u64, StoreError> {
+        let params = sqlite_values(params)?;
         self.run(1, move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(fault)?;
             let count: i64 = stmt
@@ -166,6 +168,22 @@ impl FastReads {
         })
         .await
     }
+}
+
+/// The store's statement values (text and integers) as rusqlite binds them.
+fn sqlite_values(values: Vec<sea_orm::Value>) -> Result<Vec<rusqlite::types::Value>, StoreError> {
+    use rusqlite::types::Value as V;
+    values
+        .into_iter()
+        .map(|value| match value {
+            sea_orm::Value::String(Some(s)) => Ok(V::Text(s)),
+            sea_orm::Value::BigInt(Some(n)) => Ok(V::Integer(n)),
+            sea_orm::Value::String(None) | sea_orm::Value::BigInt(None) => Ok(V::Null),
+            other => Err(StoreError::Corrupt(format!(
+                "a read bound a value of an unexpected type: {other:?}"
+            ))),
+        })
+        .collect()
 }
 
 /// Every row `sql` selects (with `params` bound in order), each decoded by `decode`.

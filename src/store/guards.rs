@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -149,6 +149,7 @@ impl Store {
             .iter()
             .map(|place| (place.clone(), PlaceFacts::default()))
             .collect();
+        let backend = self.read.get_database_backend();
         for chunk in places.chunks(PLACES_PER_STATEMENT) {
             let values = vec!["(?, ?)"; chunk.len()].join(", ");
             let sql = format!(
@@ -170,9 +171,9 @@ impl Store {
                 .flat_map(|(s, e)| [s.as_str().into(), e.as_str().into()]);
             let rows = self
                 .read
-                .query_all_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    sql,
+                .query_all_raw(super::sql::statement(
+                    backend,
+                    &sql,
                     params.collect::<Vec<sea_orm::Value>>(),
                 ))
                 .await?;

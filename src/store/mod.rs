@@ -20,6 +20,8 @@ mod payload;
 mod promotion;
 mod release_notes;
 mod rows;
+mod sql;
+mod tail;
 mod timeouts;
 mod train;
 mod writer;
@@ -47,10 +49,11 @@ use futures_util::Stream;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    SqlxSqliteConnector, TransactionOptions,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions,
 };
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -138,6 +141,16 @@ pub struct StoredEvent {
     pub event: DeploymentEvent,
 }
 
+/// A committed event as the store's live feed hands it out, with the sequence number of
+/// the event handed out before it. Sequence numbers are in commit order but may have
+/// holes (on PostgreSQL a write rolled back leaves its number unused), so a follower
+/// knows it missed nothing by `after`, not by `seq - 1`.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub after: i64,
+    pub stored: StoredEvent,
+}
+
 /// What an action wrote: the deployment as it now is, and the one event appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -215,7 +228,7 @@ pub struct Store {
     /// The queue of the writer task, which owns every write (see `writer.rs`).
     writes: mpsc::Sender<writer::Job>,
     /// Every committed event, once, in commit order.
-    hub: broadcast::Sender<Arc<StoredEvent>>,
+    hub: broadcast::Sender<Arc<Live>>,
     read_statements: Arc<AtomicU64>,
     /// The readers, for the timeout task's reads: not in `read_statements`.
     quiet_read: DatabaseConnection,
@@ -223,8 +236,8 @@ pub struct Store {
     deadlines: Arc<tokio::sync::Notify>,
     /// Notified by the writer after deliveries or executions commit (`crate::outbox`).
     outbox: Arc<tokio::sync::Notify>,
-    /// Plain connections for the hottest reads (`fast.rs`).
-    fast: fast::FastReads,
+    /// Plain connections for the hottest reads (`fast.rs`); SQLite only.
+    fast: Option<fast::FastReads>,
     /// The environments read so far, as they are stored (`environments::Known`).
     known: Arc<environments::Known>,
     /// Moved on by the writer after every commit (`generation`).
@@ -233,9 +246,20 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database and applies every pending migration.
+    /// A `postgres://` (or `postgresql://`) URL opens PostgreSQL; anything else names a
+    /// SQLite file (`sqlite:` URL or a plain path).
     #[tracing::instrument(skip_all)]
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        let options = connect_options(config)?;
+        match connect_options(config)? {
+            Connect::Sqlite(options) => Self::open_sqlite(config, *options).await,
+            Connect::Postgres(options) => Self::open_postgres(config, *options).await,
+        }
+    }
+
+    async fn open_sqlite(
+        config: &StoreConfig,
+        options: SqliteConnectOptions,
+    ) -> Result<Self, StoreError> {
         let file = options.get_filename().to_path_buf();
         let url = config.database_url.trim();
         if file.as_os_str().is_empty() || url.contains(":memory:") || url.contains("mode=memory") {
@@ -247,7 +271,7 @@ impl Store {
         }
         // Before anything else touches the file: one process per SQLite database.
         let claim = lock::claim(&file).await?;
-        {
+        let last_seq = {
             let write_pool = SqlitePoolOptions::new()
                 .min_connections(1)
                 .max_connections(1)
@@ -256,15 +280,81 @@ impl Store {
             let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write_pool);
             Migrator::up(&write, None).await?;
             environments::register_existing(&write, &config.production).await?;
+            let last_seq = last_seq_in(&write).await?;
             write.close().await?;
-        }
+            last_seq
+        };
         let direct = direct::Direct::open(&file, config.busy_timeout)?;
 
         let read_pool = SqlitePoolOptions::new()
             .max_connections(Ord::max(config.readers, 1))
             .connect_with(options.read_only(true))
             .await?;
-        let mut read = SqlxSqliteConnector::from_sqlx_sqlite_pool(read_pool);
+        let read = SqlxSqliteConnector::from_sqlx_sqlite_pool(read_pool);
+        let fast = |statements| fast::FastReads::new(file, config.busy_timeout, statements);
+        Self::start(
+            config,
+            read,
+            Some(fast),
+            writer::Engine::Sqlite { db: direct, claim },
+            last_seq,
+        )
+    }
+
+    /// PostgreSQL: several instances may serve one database. Migrations run under a
+    /// session advisory lock (instances starting together migrate one after the other);
+    /// the writer is one connection whose every group takes the events lock
+    /// (`writer::EVENTS_LOCK`); live events come from the event table (`tail.rs`).
+    async fn open_postgres(
+        config: &StoreConfig,
+        options: PgConnectOptions,
+    ) -> Result<Self, StoreError> {
+        {
+            let pool = PgPoolOptions::new()
+                .min_connections(1)
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+            db.execute_unprepared(MIGRATION_LOCK).await?;
+            let migrated = async {
+                Migrator::up(&db, None).await?;
+                environments::register_existing(&db, &config.production).await
+            }
+            .await;
+            let unlocked = db.execute_unprepared(MIGRATION_UNLOCK).await;
+            migrated?;
+            unlocked?;
+            db.close().await?;
+        }
+        let write_pool = PgPoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read_pool = PgPoolOptions::new()
+            .max_connections(Ord::max(config.readers, 1) + 1)
+            .connect_with(options)
+            .await?;
+        let read = SqlxPostgresConnector::from_sqlx_postgres_pool(read_pool);
+        let last_seq = last_seq_in(&read).await?;
+        Self::start(
+            config,
+            read,
+            None::<fn(Arc<AtomicU64>) -> fast::FastReads>,
+            writer::Engine::Postgres(SqlxPostgresConnector::from_sqlx_postgres_pool(write_pool)),
+            last_seq,
+        )
+    }
+
+    /// Starts the writer (and on PostgreSQL the tail) over a migrated database.
+    fn start(
+        config: &StoreConfig,
+        mut read: DatabaseConnection,
+        fast: Option<impl FnOnce(Arc<AtomicU64>) -> fast::FastReads>,
+        engine: writer::Engine,
+        last_seq: i64,
+    ) -> Result<Self, StoreError> {
         // Cloned before the callback is set, so that its statements are not counted.
         let quiet_read = read.clone();
         let read_statements = Arc::new(AtomicU64::new(0));
@@ -272,15 +362,29 @@ impl Store {
         read.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        let fast = fast::FastReads::new(file, config.busy_timeout, read_statements.clone());
+        let fast = fast.map(|open| open(read_statements.clone()));
         let hub = broadcast::channel(config.live_buffer.max(1)).0;
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let outbox = Arc::new(tokio::sync::Notify::new());
         let generation = Arc::new(AtomicU64::new(0));
+        let publish = match &engine {
+            writer::Engine::Sqlite { .. } => writer::Publish::Hub {
+                hub: hub.clone(),
+                last: last_seq,
+            },
+            writer::Engine::Postgres(_) => {
+                let committed = Arc::new(tokio::sync::Notify::new());
+                let stop =
+                    tail::spawn(quiet_read.clone(), hub.clone(), committed.clone(), last_seq);
+                writer::Publish::Tail {
+                    committed,
+                    _stop: stop,
+                }
+            }
+        };
         let writes = writer::spawn(
-            direct,
-            claim,
-            hub.clone(),
+            engine,
+            publish,
             Arc::new(config.production.clone()),
             writer::Wake {
                 deadlines: deadlines.clone(),
@@ -302,6 +406,11 @@ impl Store {
             known: Arc::default(),
             generation,
         })
+    }
+
+    /// Whether this store is on PostgreSQL, where other instances may write too.
+    pub fn is_shared(&self) -> bool {
+        self.read.get_database_backend() == DbBackend::Postgres
     }
 
     /// How many write groups this store has committed since it was opened. Every write
@@ -370,13 +479,7 @@ impl Store {
 
     /// The sequence number of the latest committed event (0 before the first).
     pub async fn last_seq(&self) -> Result<i64, StoreError> {
-        let last = event::Entity::find()
-            .select_only()
-            .column_as(event::Column::Seq.max(), "last")
-            .into_tuple::<Option<i64>>()
-            .one(&self.read)
-            .await?;
-        Ok(last.flatten().unwrap_or(0))
+        last_seq_in(&self.read).await
     }
 
     /// Matching events as they commit, each once, in commit order. With `after`, first
@@ -438,17 +541,22 @@ impl Store {
                     replay = false;
                 }
                 match live.recv().await {
-                    Ok(stored) if stored.seq <= cursor => {}
-                    Ok(stored) if stored.seq != cursor + 1 => {
-                        // Sequence numbers have no gaps, so an event committed without
-                        // coming live. Take it, and this one, from the database.
-                        tracing::warn!(cursor, seq = stored.seq, "gap in live events; replaying");
+                    Ok(live) if live.stored.seq <= cursor => {}
+                    Ok(live) if live.after > cursor => {
+                        // An event was committed after the cursor without coming live
+                        // here. Take it, and this one, from the database.
+                        tracing::warn!(
+                            cursor,
+                            after = live.after,
+                            seq = live.stored.seq,
+                            "gap in live events; replaying"
+                        );
                         replay = true;
                     }
-                    Ok(stored) => {
-                        cursor = stored.seq;
-                        if filter.matches(&stored.event) {
-                            yield StoredEvent::clone(&stored);
+                    Ok(live) => {
+                        cursor = live.stored.seq;
+                        if filter.matches(&live.stored.event) {
+                            yield live.stored.clone();
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -492,15 +600,37 @@ impl Store {
         first: u64,
         after: Option<DeploymentKey>,
     ) -> Result<Page<Deployment>, StoreError> {
-        let (sql, params) = fast_page_sql(filter, first, after);
-        let found = self.fast.deployments(sql, params).await?;
+        let (sql, params) = page_sql(filter, first, after);
+        let found = match &self.fast {
+            Some(fast) => fast.deployments(sql, params).await?,
+            None => self
+                .read
+                .query_all_raw(sql::statement(self.backend(), &sql, params))
+                .await?
+                .iter()
+                .map(|row| rows::deployment(deployment::Model::from_query_result(row, "")?))
+                .collect::<Result<_, _>>()?,
+        };
         page(found, first, Ok)
     }
 
     /// How many deployments match the filter, all pages together.
     pub async fn count_deployments(&self, filter: &DeploymentFilter) -> Result<u64, StoreError> {
-        let (sql, params) = fast_filter_sql("SELECT COUNT(*) FROM deployments".into(), filter);
-        self.fast.count(sql, params).await
+        let (sql, params) = filter_sql("SELECT COUNT(*) AS n FROM deployments".into(), filter);
+        match &self.fast {
+            Some(fast) => fast.count(sql, params).await,
+            None => {
+                let row = self
+                    .read
+                    .query_one_raw(sql::statement(self.backend(), &sql, params))
+                    .await?;
+                let n: i64 = match row {
+                    Some(row) => row.try_get("", "n")?,
+                    None => 0,
+                };
+                u64::try_from(n).map_err(|_| StoreError::Corrupt("a negative count".into()))
+            }
+        }
     }
 
     /// Every event of these deployments, oldest first, in one statement.
@@ -508,10 +638,19 @@ impl Store {
         &self,
         deployment_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<StoredEvent>>, StoreError> {
-        let events = self
-            .fast
-            .events_of(deployment_ids.iter().map(Uuid::to_string).collect())
-            .await?;
+        let ids: Vec<String> = deployment_ids.iter().map(Uuid::to_string).collect();
+        let events = match &self.fast {
+            Some(fast) => fast.events_of(ids).await?,
+            None if ids.is_empty() => Vec::new(),
+            None => event::Entity::find()
+                .filter(event::Column::DeploymentId.is_in(ids))
+                .order_by_asc(event::Column::Seq)
+                .all(&self.read)
+                .await?
+                .into_iter()
+                .map(rows::event)
+                .collect::<Result<_, _>>()?,
+        };
         let mut by_deployment: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
         for stored in events {
             by_deployment
@@ -520,6 +659,10 @@ impl Store {
                 .push(stored);
         }
         Ok(by_deployment)
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.read.get_database_backend()
     }
 
     pub async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
@@ -568,17 +711,33 @@ impl Store {
     }
 }
 
-fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreError> {
+/// Taken (a session advisory lock) while an instance migrates a PostgreSQL database.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7285561927120155421)";
+const MIGRATION_UNLOCK: &str = "SELECT pg_advisory_unlock(7285561927120155421)";
+
+/// How to connect, by the URL's scheme.
+enum Connect {
+    Sqlite(Box<SqliteConnectOptions>),
+    Postgres(Box<PgConnectOptions>),
+}
+
+fn connect_options(config: &StoreConfig) -> Result<Connect, StoreError> {
     let url = config.database_url.trim();
     if let Some((scheme, _)) = url.split_once("://") {
-        if scheme != "sqlite" {
+        match scheme {
+            "sqlite" => {}
+            "postgres" | "postgresql" => {
+                return Ok(Connect::Postgres(Box::new(PgConnectOptions::from_str(url)?)))
+            }
             // Only the scheme: the rest of a URL may hold a password.
-            return Err(StoreError::Open(sqlx::Error::Configuration(
-                format!(
-                    "{scheme}:// databases are not supported by this build; give a sqlite: URL or a file path"
-                )
-                .into(),
-            )));
+            _ => {
+                return Err(StoreError::Open(sqlx::Error::Configuration(
+                    format!(
+                        "{scheme}:// databases are not supported; give a postgres:// URL, a sqlite: URL or a file path"
+                    )
+                    .into(),
+                )))
+            }
         }
     }
     let options = if url.starts_with("sqlite:") {
@@ -588,17 +747,30 @@ fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreEr
     };
     // Pragmas are per connection; sqlx applies these to every connection it opens.
     // synchronous=FULL in WAL mode: a commit is on disk before it is acknowledged.
-    Ok(options
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(config.busy_timeout)
-        // Reads map the file instead of copying each page out of the OS cache with a
-        // system call; writes still go through the WAL, fsynced (synchronous=FULL).
-        .pragma("mmap_size", MMAP_BYTES.to_string())
-        // 16 MiB of page cache per connection (the default is 2 MiB).
-        .pragma("cache_size", "-16384"))
+    Ok(Connect::Sqlite(Box::new(
+        options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(config.busy_timeout)
+            // Reads map the file instead of copying each page out of the OS cache with a
+            // system call; writes still go through the WAL, fsynced (synchronous=FULL).
+            .pragma("mmap_size", MMAP_BYTES.to_string())
+            // 16 MiB of page cache per connection (the default is 2 MiB).
+            .pragma("cache_size", "-16384"),
+    )))
+}
+
+/// The sequence number of the latest committed event in `conn` (0 before the first).
+async fn last_seq_in(conn: &impl ConnectionTrait) -> Result<i64, StoreError> {
+    let last = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "last")
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await?;
+    Ok(last.flatten().unwrap_or(0))
 }
 
 pub(crate) fn immediate() -> TransactionOptions {
@@ -614,54 +786,48 @@ pub(crate) fn now() -> Timestamp {
     Timestamp::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// The page statement of `deployment_page` for the plain connections: the same
-/// condition, order and limit as the SeaORM one.
-fn fast_page_sql(
+/// The statement of `deployment_page`, in SQL both engines read (`sql.rs`).
+fn page_sql(
     filter: &DeploymentFilter,
     first: u64,
     after: Option<DeploymentKey>,
-) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let (mut sql, mut params) = fast_filter_sql(
+) -> (String, Vec<sea_orm::Value>) {
+    let (mut sql, mut params) = filter_sql(
         format!("SELECT {} FROM deployments", fast::DEPLOYMENT_COLUMNS),
         filter,
     );
     if let Some(key) = after {
         sql.push_str(" AND (created_at, id) < (?, ?)");
-        params.push(V::Integer(key.created_at_ms));
-        params.push(V::Text(key.id.to_string()));
+        params.push(key.created_at_ms.into());
+        params.push(key.id.to_string().into());
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
-    params.push(V::Integer(i64::try_from(first + 1).unwrap_or(i64::MAX)));
+    params.push(i64::try_from(first + 1).unwrap_or(i64::MAX).into());
     (sql, params)
 }
 
 /// `select` over the deployments, with the filter's conditions (all must hold) as its
 /// WHERE clause and their values as parameters.
-fn fast_filter_sql(
-    select: String,
-    filter: &DeploymentFilter,
-) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql = select + " WHERE 1";
-    let mut params = Vec::new();
+fn filter_sql(select: String, filter: &DeploymentFilter) -> (String, Vec<sea_orm::Value>) {
+    let mut sql = select + " WHERE TRUE";
+    let mut params: Vec<sea_orm::Value> = Vec::new();
     if let Some(service) = &filter.service {
         sql.push_str(" AND service = ?");
-        params.push(V::Text(service.trim().to_owned()));
+        params.push(service.trim().into());
     }
     if let Some(environment) = &filter.environment {
         sql.push_str(" AND environment = ?");
-        params.push(V::Text(environment.trim().to_owned()));
+        params.push(environment.trim().into());
     }
     if let Some(statuses) = &filter.statuses {
         if statuses.is_empty() {
-            sql.push_str(" AND 0");
+            sql.push_str(" AND FALSE");
         } else {
             sql.push_str(&format!(
                 " AND status IN ({})",
                 vec!["?"; statuses.len()].join(", ")
             ));
-            params.extend(statuses.iter().map(|s| V::Text(s.as_str().to_owned())));
+            params.extend(statuses.iter().map(|s| s.as_str().into()));
         }
     }
     (sql, params)

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::{now, Store, StoreError, Written};
@@ -98,8 +98,8 @@ pub enum Lane {
     Target(String, String),
 }
 
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+fn stmt(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
+    super::sql::statement(conn.get_database_backend(), sql, values)
 }
 
 fn millis(t: Timestamp) -> Value {
@@ -179,7 +179,7 @@ pub(super) async fn active_webhooks(
 ) -> Result<Vec<Webhook>, StoreError> {
     let sql =
         format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE active = 1 ORDER BY created_at, id");
-    txn.query_all_raw(stmt(&sql, vec![]))
+    txn.query_all_raw(stmt(txn, &sql, vec![]))
         .await?
         .iter()
         .map(webhook)
@@ -191,7 +191,7 @@ async fn webhook_by_id(
     id: Uuid,
 ) -> Result<Option<Webhook>, StoreError> {
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?");
-    txn.query_one_raw(stmt(&sql, vec![id.to_string().into()]))
+    txn.query_one_raw(stmt(txn, &sql, vec![id.to_string().into()]))
         .await?
         .as_ref()
         .map(webhook)
@@ -203,7 +203,7 @@ pub(super) async fn create_webhook(
     new: &NewWebhook,
 ) -> Result<Webhook, StoreError> {
     let count = txn
-        .query_one_raw(stmt("SELECT COUNT(*) AS n FROM webhooks", vec![]))
+        .query_one_raw(stmt(txn, "SELECT COUNT(*) AS n FROM webhooks", vec![]))
         .await?
         .map(|row| get::<i64>(&row, "n"))
         .transpose()?
@@ -229,6 +229,7 @@ async fn write_webhook(
          active = ?, created_by = ?, created_at = ?, updated_by = ?, updated_at = ? WHERE id = ?"
     };
     txn.execute_raw(stmt(
+        txn,
         sql,
         vec![
             w.url.clone().into(),
@@ -274,6 +275,7 @@ pub(super) async fn delete_webhook(
             id,
         )))?;
     txn.execute_raw(stmt(
+        txn,
         "DELETE FROM webhooks WHERE id = ?",
         vec![id.to_string().into()],
     ))
@@ -303,6 +305,7 @@ pub(super) async fn enqueue_deliveries(
     }
     // The body once per event; the deliveries in one statement.
     txn.execute_raw(stmt(
+        txn,
         "INSERT INTO webhook_payloads (event_seq, body) VALUES (?, ?)",
         vec![
             written.event.seq.into(),
@@ -332,7 +335,7 @@ pub(super) async fn enqueue_deliveries(
             millis(at),
         ]);
     }
-    txn.execute_raw(stmt(&sql, values)).await?;
+    txn.execute_raw(stmt(txn, &sql, values)).await?;
     Ok(wanting.len())
 }
 
@@ -394,7 +397,7 @@ async fn record_chunk(
     );
     let seqs = attempts.iter().map(|(seq, ..)| Value::from(*seq)).collect();
     let mut current: HashMap<i64, (Schedule, i64, Option<Timestamp>)> = HashMap::new();
-    for row in txn.query_all_raw(stmt(&sql, seqs)).await? {
+    for row in txn.query_all_raw(stmt(txn, &sql, seqs)).await? {
         current.insert(
             get(&row, "seq")?,
             (
@@ -451,6 +454,7 @@ async fn record_chunk(
     }
     let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; order.len()].join(", ");
     txn.execute_raw(stmt(
+        txn,
         &format!(
             "UPDATE webhook_deliveries AS d SET status = v.column2, attempts = v.column3, \
              tries = v.column4, next_attempt_at = v.column5, redeliver = v.column6, \
@@ -462,6 +466,7 @@ async fn record_chunk(
     .await?;
     let inserts = vec!["(?, ?, ?, ?, ?, ?)"; rows.len() / 6].join(", ");
     txn.execute_raw(stmt(
+        txn,
         &format!(
             "INSERT INTO webhook_attempts (delivery_seq, n, at, status_code, error, duration_ms) \
              VALUES {inserts}"
@@ -480,6 +485,7 @@ pub(super) async fn redeliver(
     let at = now();
     let changed = txn
         .execute_raw(stmt(
+            txn,
             "UPDATE webhook_deliveries SET redeliver = 1, due_at = ? WHERE id = ?",
             vec![millis(at), id.to_string().into()],
         ))
@@ -491,7 +497,7 @@ pub(super) async fn redeliver(
     }
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?");
     let row = txn
-        .query_one_raw(stmt(&sql, vec![id.to_string().into()]))
+        .query_one_raw(stmt(txn, &sql, vec![id.to_string().into()]))
         .await?
         .ok_or(StoreError::Integration(IntegrationError::DeliveryNotFound(
             id,
@@ -546,7 +552,7 @@ async fn target_of(
     let sql = format!(
         "SELECT {TARGET_COLUMNS} FROM deployment_targets WHERE service = ? AND environment = ?"
     );
-    txn.query_one_raw(stmt(&sql, vec![service.into(), environment.into()]))
+    txn.query_one_raw(stmt(txn, &sql, vec![service.into(), environment.into()]))
         .await?
         .as_ref()
         .map(target)
@@ -573,9 +579,16 @@ pub(super) async fn configure_target(
         gh.map(|s| Value::from(f(s).clone())).unwrap_or_else(none)
     };
     txn.execute_raw(stmt(
-        "INSERT OR REPLACE INTO deployment_targets (service, environment, executor, repository, \
+        txn,
+        "INSERT INTO deployment_targets (service, environment, executor, repository, \
          workflow, workflow_ref, environment_input, ref_input, token_env, url, secret, \
-         updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (service, environment) DO UPDATE SET executor = excluded.executor, \
+         repository = excluded.repository, workflow = excluded.workflow, \
+         workflow_ref = excluded.workflow_ref, environment_input = excluded.environment_input, \
+         ref_input = excluded.ref_input, token_env = excluded.token_env, url = excluded.url, \
+         secret = excluded.secret, updated_by = excluded.updated_by, \
+         updated_at = excluded.updated_at",
         vec![
             target.service.clone().into(),
             target.environment.clone().into(),
@@ -610,6 +623,7 @@ pub(super) async fn remove_target(
         })
     })?;
     txn.execute_raw(stmt(
+        txn,
         "DELETE FROM deployment_targets WHERE service = ? AND environment = ?",
         vec![service.into(), environment.into()],
     ))
@@ -659,6 +673,7 @@ pub(super) async fn enqueue_execution(
         return Ok(false);
     };
     txn.execute_raw(stmt(
+        txn,
         "INSERT INTO executions (id, deployment_id, service, environment, executor, action, \
          git_ref, actor, deployment, status, attempts, next_attempt_at, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?)",
@@ -696,6 +711,7 @@ pub(super) async fn record_execution_attempt(
 ) -> Result<TriggerResult, StoreError> {
     let Some(row) = txn
         .query_one_raw(stmt(
+            txn,
             "SELECT deployment_id, executor, action, status, attempts, next_attempt_at, \
              triggered_at FROM executions WHERE seq = ?",
             vec![seq.into()],
@@ -724,6 +740,7 @@ pub(super) async fn record_execution_attempt(
         opt_time(get(&row, "triggered_at")?)?
     };
     txn.execute_raw(stmt(
+        txn,
         "UPDATE executions SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, \
          triggered_at = ? WHERE seq = ?",
         vec![
@@ -783,7 +800,7 @@ impl Store {
     pub async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
         let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id");
         self.read
-            .query_all_raw(stmt(&sql, vec![]))
+            .query_all_raw(stmt(&self.read, &sql, vec![]))
             .await?
             .iter()
             .map(webhook)
@@ -805,7 +822,7 @@ impl Store {
         );
         let values = ids.iter().map(|id| id.to_string().into()).collect();
         self.read
-            .query_all_raw(stmt(&sql, values))
+            .query_all_raw(stmt(&self.read, &sql, values))
             .await?
             .iter()
             .map(webhook)
@@ -843,14 +860,17 @@ impl Store {
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
         values.push(i64::try_from(first + 1).unwrap_or(i64::MAX).into());
-        let rows = self.read.query_all_raw(stmt(&sql, values)).await?;
+        let rows = self
+            .read
+            .query_all_raw(stmt(&self.read, &sql, values))
+            .await?;
         super::page(rows, first, |row| delivery(&row))
     }
 
     pub async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>, StoreError> {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?");
         self.read
-            .query_one_raw(stmt(&sql, vec![id.to_string().into()]))
+            .query_one_raw(stmt(&self.read, &sql, vec![id.to_string().into()]))
             .await?
             .as_ref()
             .map(delivery)
@@ -872,7 +892,11 @@ impl Store {
             placeholders(seqs.len())
         );
         let values = seqs.iter().map(|&s| Value::from(s)).collect();
-        for row in self.read.query_all_raw(stmt(&sql, values)).await? {
+        for row in self
+            .read
+            .query_all_raw(stmt(&self.read, &sql, values))
+            .await?
+        {
             let status_code: Option<i64> = get(&row, "status_code")?;
             found
                 .entry(get(&row, "delivery_seq")?)
@@ -893,7 +917,7 @@ impl Store {
             "SELECT {TARGET_COLUMNS} FROM deployment_targets ORDER BY service, environment"
         );
         self.read
-            .query_all_raw(stmt(&sql, vec![]))
+            .query_all_raw(stmt(&self.read, &sql, vec![]))
             .await?
             .iter()
             .map(target)
@@ -915,7 +939,11 @@ impl Store {
             placeholders(ids.len())
         );
         let values = ids.iter().map(|id| id.to_string().into()).collect();
-        for row in self.read.query_all_raw(stmt(&sql, values)).await? {
+        for row in self
+            .read
+            .query_all_raw(stmt(&self.read, &sql, values))
+            .await?
+        {
             let execution = execution(&row)?;
             // Later rows replace earlier ones: the latest wins.
             found.insert(execution.deployment_id, execution);
@@ -935,6 +963,7 @@ impl Store {
         for row in self
             .quiet_read
             .query_all_raw(stmt(
+                &self.quiet_read,
                 "SELECT w.id AS webhook_id, \
                    (SELECT MIN(d.due_at) FROM webhook_deliveries d \
                      WHERE d.webhook_id = w.id AND d.due_at IS NOT NULL) AS first_due \
@@ -955,6 +984,7 @@ impl Store {
         for row in self
             .quiet_read
             .query_all_raw(stmt(
+                &self.quiet_read,
                 "SELECT DISTINCT service, environment FROM executions \
                  WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?",
                 vec![millis(now)],
@@ -969,6 +999,7 @@ impl Store {
         let later = self
             .quiet_read
             .query_one_raw(stmt(
+                &self.quiet_read,
                 "SELECT MIN(next_attempt_at) AS t FROM executions \
                  WHERE next_attempt_at IS NOT NULL AND next_attempt_at > ?",
                 vec![millis(now)],
@@ -995,6 +1026,7 @@ impl Store {
         let rows = self
             .quiet_read
             .query_all_raw(stmt(
+                &self.quiet_read,
                 "SELECT d.seq, d.id, p.body, w.url, w.secret FROM webhook_deliveries d \
                  JOIN webhook_payloads p ON p.event_seq = d.event_seq \
                  JOIN webhooks w ON w.id = d.webhook_id \
@@ -1030,6 +1062,7 @@ impl Store {
         let row = self
             .quiet_read
             .query_one_raw(stmt(
+                &self.quiet_read,
                 "SELECT seq, id, deployment_id, service, environment, executor, action, git_ref, \
                  actor, deployment FROM executions \
                  WHERE service = ? AND environment = ? AND next_attempt_at IS NOT NULL \

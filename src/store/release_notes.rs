@@ -11,7 +11,7 @@
 //! notes of their events, which only the model's prompt needs, are a fourth statement
 //! (`Store::events_of`), left to the caller.
 
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::entity::deployment;
 use super::{rows, Store, StoreError};
@@ -50,8 +50,8 @@ impl Store {
             .map_or(i64::MIN, |b| b.created_at.timestamp_millis());
         let found = self
             .read
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
+            .query_all_raw(super::sql::statement(
+                self.read.get_database_backend(),
                 DRAFT_DEPLOYMENTS,
                 [
                     request.service.as_str().into(),

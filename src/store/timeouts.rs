@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -38,8 +36,8 @@ impl Store {
         // statements tests count.
         let rows = self
             .quiet_read
-            .query_all_raw(Statement::from_string(
-                DbBackend::Sqlite,
+            .query_all_raw(super::sql::plain(
+                self.quiet_read.get_database_backend(),
                 NEXT_START_DEADLINE,
             ))
             .await?;

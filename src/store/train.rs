@@ -16,7 +16,7 @@
 //!
 //! The domain assembles the train from what these return.
 
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::entity::deployment;
 use super::{rows, Store, StoreError};
@@ -60,8 +60,8 @@ pub(super) async fn train_in(
     let service = service.trim();
     let environments = super::environments::all_in(conn).await?;
     let found = conn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
+        .query_all_raw(super::sql::statement(
+            conn.get_database_backend(),
             TRAIN_DEPLOYMENTS,
             [service.into(), service.into()],
         ))

@@ -14,8 +14,11 @@
 use std::sync::Arc;
 
 use sea_orm::sea_query::Expr;
+use std::future::Future;
+
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -28,7 +31,7 @@ use super::guards;
 use super::outbox::{self, Delivery};
 use super::promotion;
 use super::timeouts;
-use super::{now, rows, StoreError, StoredEvent, Written};
+use super::{now, rows, Live, StoreError, StoredEvent, Written};
 use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow};
 use crate::domain::integrations::{
     AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
@@ -206,43 +209,103 @@ impl State {
     }
 }
 
-/// Starts the writer on a thread of its own, which runs every statement itself: a group
-/// of writes takes no thread switch until its answers are sent (see `direct.rs`).
+/// The writer's connection.
+pub(super) enum Engine {
+    /// SQLite: a plain connection the writer runs every statement on itself (see
+    /// `direct.rs`), and the claim on the file it gives up once that connection is closed.
+    Sqlite {
+        db: Direct,
+        claim: super::lock::Claim,
+    },
+    /// PostgreSQL: one pooled connection; each group is a transaction on it.
+    Postgres(DatabaseConnection),
+}
+
+/// Taken first by every write group on PostgreSQL, held to its COMMIT: one group at a
+/// time writes, across every instance on the database, as SQLite's one writer does. So
+/// reads inside a group see every group committed before it, and event sequence numbers
+/// (taken inside the group) are in commit order: a reader that sees event N sees every
+/// event below N that will ever commit (ARCHITECTURE.md, "Commit order").
+pub(super) const EVENTS_LOCK: &str = "SELECT pg_advisory_xact_lock(7285561927120155422)";
+
+/// Wakes the tails of every instance at the COMMIT of a group that appended events.
+pub(super) const EVENTS_NOTIFY: &str = "SELECT pg_notify('shiplog_events', '')";
+
+/// How committed events reach the live feed.
+pub(super) enum Publish {
+    /// SQLite: this writer is the only one, and hands each event to the hub right after
+    /// its COMMIT. `last` is the event handed out last.
+    Hub {
+        hub: broadcast::Sender<Arc<Live>>,
+        last: i64,
+    },
+    /// PostgreSQL: the tail (`tail.rs`) reads every instance's events from the table; the
+    /// writer wakes it after its own commits. `_stop` ends the tail with the writer.
+    Tail {
+        committed: Arc<tokio::sync::Notify>,
+        _stop: oneshot::Sender<()>,
+    },
+}
+
+/// Starts the writer. On SQLite it has a thread of its own, which runs every statement
+/// itself: a group of writes takes no thread switch until its answers are sent (see
+/// `direct.rs`). On PostgreSQL it is a task.
 pub(super) fn spawn(
-    db: Direct,
-    claim: super::lock::Claim,
-    hub: broadcast::Sender<Arc<StoredEvent>>,
+    engine: Engine,
+    mut publish: Publish,
     production: Arc<ProductionEnvironments>,
     wake: Wake,
     retry: RetryPolicy,
 ) -> std::io::Result<mpsc::Sender<Job>> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let runtime = tokio::runtime::Handle::current();
-    let writer = async move {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        let mut state = State {
-            production,
-            retry,
-            webhooks: None,
-            last_due: Timestamp::default(),
-        };
-        // Sampled where the writer touches its queue: what is left behind when a group is
-        // taken, and what piled up while it was committed.
-        let mut queued = metrics::QueuedWrites::new();
-        // Ends when every `Store` clone is gone.
-        while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-            queued.set(rx.len());
-            commit_group(&db, &hub, &mut state, &wake, std::mem::take(&mut group)).await;
-            queued.set(rx.len());
-        }
-        // The database is let go for the next process only once this connection is closed.
-        drop(db);
-        drop(claim);
+    let mut state = State {
+        production,
+        retry,
+        webhooks: None,
+        last_due: Timestamp::default(),
     };
-    // The statements' futures complete at once; only waiting for the queue parks the thread.
-    std::thread::Builder::new()
-        .name("shiplog-writer".into())
-        .spawn(move || runtime.block_on(writer))?;
+    match engine {
+        Engine::Sqlite { db, claim } => {
+            let writer = async move {
+                let mut group = Vec::with_capacity(MAX_GROUP);
+                // Sampled where the writer touches its queue: what is left behind when a
+                // group is taken, and what piled up while it was committed.
+                let mut queued = metrics::QueuedWrites::new();
+                // Ends when every `Store` clone is gone.
+                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                    queued.set(rx.len());
+                    let group = std::mem::take(&mut group);
+                    commit_sqlite(&db, &mut publish, &mut state, &wake, group).await;
+                    queued.set(rx.len());
+                }
+                // The database is let go for the next process only once this connection
+                // is closed.
+                drop(db);
+                drop(claim);
+            };
+            // The statements' futures complete at once; only waiting for the queue parks
+            // the thread.
+            std::thread::Builder::new()
+                .name("shiplog-writer".into())
+                .spawn(move || runtime.block_on(writer))?;
+        }
+        Engine::Postgres(db) => {
+            runtime.spawn(async move {
+                let mut group = Vec::with_capacity(MAX_GROUP);
+                let mut queued = metrics::QueuedWrites::new();
+                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                    queued.set(rx.len());
+                    let group = std::mem::take(&mut group);
+                    commit_postgres(&db, &mut publish, &mut state, &wake, group).await;
+                    queued.set(rx.len());
+                }
+                if let Err(err) = db.close().await {
+                    tracing::debug!(error = %err, "closing the writer's connection");
+                }
+            });
+        }
+    }
     Ok(tx)
 }
 
@@ -361,53 +424,152 @@ async fn executor_failed(
     }
 }
 
-async fn commit_group(
+/// The statements that bracket a group's writes, on the group's connection.
+trait Savepoints: ConnectionTrait {
+    fn control(&self, sql: &'static str) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+impl Savepoints for Direct {
+    async fn control(&self, sql: &'static str) -> Result<(), DbErr> {
+        Direct::control(self, sql)
+    }
+}
+
+impl Savepoints for DatabaseTransaction {
+    async fn control(&self, sql: &'static str) -> Result<(), DbErr> {
+        self.execute_unprepared(sql).await.map(drop)
+    }
+}
+
+/// What running a group's writes gave: one outcome per write, in order.
+#[derive(Default)]
+struct Ran {
+    outcomes: Vec<Result<Outcome, StoreError>>,
+    /// Whether the outbox has new work.
+    outbox_work: bool,
+    /// When the last write's statements were done (before COMMIT).
+    executed: Option<std::time::Instant>,
+}
+
+/// Runs each write of the group in a SAVEPOINT of its own, inside the group's open
+/// transaction: a write that fails rolls back alone.
+async fn run_group(
+    db: &impl Savepoints,
+    state: &mut State,
+    group: &[Job],
+    ran: &mut Ran,
+) -> Result<(), DbErr> {
+    for job in group {
+        db.control("SAVEPOINT write").await?;
+        let outcome = run_write(db, state, &job.write).await;
+        if job.write.changes_webhooks() {
+            state.webhooks = None;
+        }
+        let outcome = match outcome {
+            Ok((outcome, work)) => {
+                ran.outbox_work |= work;
+                Ok(outcome)
+            }
+            Err(err) => Err(err),
+        };
+        if outcome.is_err() {
+            db.control("ROLLBACK TO write").await?;
+        }
+        db.control("RELEASE write").await?;
+        ran.outcomes.push(outcome);
+    }
+    ran.executed = Some(std::time::Instant::now());
+    Ok(())
+}
+
+async fn commit_sqlite(
     db: &Direct,
-    hub: &broadcast::Sender<Arc<StoredEvent>>,
+    publish: &mut Publish,
     state: &mut State,
     wake: &Wake,
     group: Vec<Job>,
 ) {
-    let mut outcomes: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(group.len());
-    let mut outbox_work = false;
     let began = std::time::Instant::now();
-    let mut executed = None;
+    let mut ran = Ran {
+        outcomes: Vec::with_capacity(group.len()),
+        ..Ran::default()
+    };
     let committed = async {
         db.control("BEGIN IMMEDIATE")?;
-        for job in &group {
-            db.control("SAVEPOINT write")?;
-            let outcome = run_write(db, state, &job.write).await;
-            if job.write.changes_webhooks() {
-                state.webhooks = None;
-            }
-            let outcome = match outcome {
-                Ok((outcome, work)) => {
-                    outbox_work |= work;
-                    Ok(outcome)
-                }
-                Err(err) => Err(err),
-            };
-            if outcome.is_err() {
-                db.control("ROLLBACK TO write")?;
-            }
-            db.control("RELEASE write")?;
-            outcomes.push(outcome);
-        }
-        executed = Some(std::time::Instant::now());
+        run_group(db, state, &group, &mut ran).await?;
         db.control("COMMIT")
     }
     .await;
-    let ended = std::time::Instant::now();
-    let executed = executed.unwrap_or(ended);
     if committed.is_err() {
         // Whatever failed, nothing of the group stays: the next group begins afresh.
         if let Err(err) = db.control("ROLLBACK") {
             tracing::debug!(error = %err, "rolling back a failed write group");
         }
+    }
+    answer_group(publish, state, wake, group, ran, began, committed);
+}
+
+async fn commit_postgres(
+    db: &DatabaseConnection,
+    publish: &mut Publish,
+    state: &mut State,
+    wake: &Wake,
+    group: Vec<Job>,
+) {
+    let began = std::time::Instant::now();
+    let mut ran = Ran {
+        outcomes: Vec::with_capacity(group.len()),
+        ..Ran::default()
+    };
+    // Another instance may have changed the webhooks since the last group.
+    state.webhooks = None;
+    let committed = match db.begin().await {
+        Err(err) => Err(err),
+        Ok(txn) => {
+            let ran_group = async {
+                txn.control(EVENTS_LOCK).await?;
+                run_group(&txn, state, &group, &mut ran).await?;
+                if ran
+                    .outcomes
+                    .iter()
+                    .any(|o| o.as_ref().is_ok_and(|o| o.done().is_some()))
+                {
+                    txn.control(EVENTS_NOTIFY).await?;
+                }
+                Ok::<(), DbErr>(())
+            }
+            .await;
+            match ran_group {
+                Ok(()) => txn.commit().await,
+                Err(err) => {
+                    if let Err(rollback) = txn.rollback().await {
+                        tracing::debug!(error = %rollback, "rolling back a failed write group");
+                    }
+                    Err(err)
+                }
+            }
+        }
+    };
+    answer_group(publish, state, wake, group, ran, began, committed);
+}
+
+/// After a group's COMMIT (or its failure): counts it, publishes its events, wakes who
+/// must be woken, and answers every write.
+fn answer_group(
+    publish: &mut Publish,
+    state: &mut State,
+    wake: &Wake,
+    group: Vec<Job>,
+    ran: Ran,
+    began: std::time::Instant,
+    committed: Result<(), DbErr>,
+) {
+    let ended = std::time::Instant::now();
+    let executed = ran.executed.unwrap_or(ended);
+    if committed.is_err() {
         // The webhooks read in the failed transaction may not be what is stored.
         state.webhooks = None;
     }
-
     // Counted before anyone is answered, so that a caller who reads the metrics after
     // its answer finds its group there.
     metrics::write_group(
@@ -416,16 +578,23 @@ async fn commit_group(
         executed - began,
         ended - executed,
     );
+    let outcomes = ran.outcomes;
     match committed {
         Ok(()) => {
             // Before any answer: whoever got one and reads next sees the new generation.
             wake.generation
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let mut appended = false;
             for (job, outcome) in group.into_iter().zip(outcomes) {
                 if let Some(done) = outcome.as_ref().ok().and_then(Outcome::done) {
                     if done.fresh {
-                        // An error only means that nobody is subscribed right now.
-                        let _ = hub.send(Arc::new(done.written.event.clone()));
+                        appended = true;
+                        if let Publish::Hub { hub, last } = publish {
+                            let stored = done.written.event.clone();
+                            let after = std::mem::replace(last, stored.seq);
+                            // An error only means that nobody is subscribed right now.
+                            let _ = hub.send(Arc::new(Live { after, stored }));
+                        }
                         if done.written.event.event.kind == EventKind::Started
                             && done.written.deployment.start_deadline.is_some()
                         {
@@ -436,7 +605,10 @@ async fn commit_group(
                 }
                 job.reply.send(outcome);
             }
-            if outbox_work {
+            if let (Publish::Tail { committed, .. }, true) = (publish, appended) {
+                committed.notify_one();
+            }
+            if ran.outbox_work {
                 wake.outbox.notify_one();
             }
         }

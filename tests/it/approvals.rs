@@ -17,8 +17,6 @@ use shiplog::domain::{
     Refusal, Status,
 };
 use shiplog::store::{EventFilter, Store, StoreError, Written};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::helpers::{action, create_input, single_error, TestApp, TestDb, CREATE};
@@ -29,20 +27,14 @@ use crate::helpers::{action, create_input, single_error, TestApp, TestDb, CREATE
 
 /// Test-only: sets how many distinct approvals a deployment needs, directly on its row.
 async fn require(db: &TestDb, id: &str, approvals: u8) {
-    let options = SqliteConnectOptions::new()
-        .filename(db.path())
-        .busy_timeout(Duration::from_secs(10));
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .expect("a plain connection to the database file opens");
-    let updated = sqlx::query("UPDATE deployments SET required_approvals = ? WHERE id = ?")
-        .bind(i64::from(approvals))
-        .bind(id)
-        .execute(&mut conn)
+    let updated = db
+        .execute(
+            "UPDATE deployments SET required_approvals = ? WHERE id = ?",
+            vec![i64::from(approvals).into(), id.into()],
+        )
         .await
         .expect("the update runs");
-    assert_eq!(updated.rows_affected(), 1, "deployment {id} exists");
-    conn.close().await.expect("the connection closes");
+    assert_eq!(updated, 1, "deployment {id} exists");
 }
 
 fn new_deployment() -> NewDeployment {

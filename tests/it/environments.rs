@@ -3,7 +3,7 @@
 //! against real SQLite files, then API tests over HTTP.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use shiplog::domain::{
     DeploymentRequest, EnvironmentConfig, EnvironmentRequest, NewDeployment,
@@ -216,8 +216,7 @@ async fn the_store_refuses_a_deployment_without_risk_to_a_production_tier_and_re
 
 /// A database at the v1 schema holding deployments to these environments.
 async fn v1_database(db: &TestDb, environments: &[&str]) {
-    let url = format!("sqlite://{}?mode=rwc", db.path().display());
-    let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
+    let conn = db.connect().await;
     Migrator::up(&conn, Some(1))
         .await
         .expect("the v1 migration");

@@ -4,7 +4,6 @@
 //! through `Schema::execute` (statement counts), API tests over HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use async_graphql::{Request, Variables};
 use serde_json::{json, Value};
@@ -13,8 +12,6 @@ use shiplog::domain::{
     Status,
 };
 use shiplog::store::{Store, StoreError};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::helpers::{action, create_input, single_error, TestApp, TestDb, CREATE};
@@ -222,15 +219,6 @@ async fn every_event_written_has_no_overrides() {
     assert!(events.iter().all(|e| e.event.overrides.is_empty()));
 }
 
-async fn raw_connection(db: &TestDb) -> SqliteConnection {
-    let options = SqliteConnectOptions::new()
-        .filename(db.path())
-        .busy_timeout(Duration::from_secs(10));
-    SqliteConnection::connect_with(&options)
-        .await
-        .expect("a plain connection to the database file opens")
-}
-
 #[tokio::test]
 async fn the_database_itself_refuses_a_second_started_deployment_of_a_place() {
     let db = TestDb::new();
@@ -240,23 +228,23 @@ async fn the_database_itself_refuses_a_second_started_deployment_of_a_place() {
     let elsewhere = approved(&store, "billing", "production").await;
     act(&store, first, Action::Start).await.unwrap();
 
-    let mut conn = raw_connection(&db).await;
-    let refused = sqlx::query("UPDATE deployments SET status = 'STARTED' WHERE id = ?")
-        .bind(second.to_string())
-        .execute(&mut conn)
-        .await;
-    let err = refused.expect_err("the unique index refuses a second STARTED row");
+    let started = "UPDATE deployments SET status = 'STARTED' WHERE id = ?";
+    let err = db
+        .execute(started, vec![second.to_string().into()])
+        .await
+        .expect_err("the unique index refuses a second STARTED row");
+    let message = err.to_string();
     assert!(
-        err.to_string().contains("UNIQUE constraint failed"),
-        "{err}"
+        message.contains("UNIQUE constraint failed")
+            || message.contains("duplicate key value violates unique constraint"),
+        "{message}"
     );
     // Another environment is another place.
-    sqlx::query("UPDATE deployments SET status = 'STARTED' WHERE id = ?")
-        .bind(elsewhere.to_string())
-        .execute(&mut conn)
+    let updated = db
+        .execute(started, vec![elsewhere.to_string().into()])
         .await
         .expect("one STARTED per place");
-    conn.close().await.unwrap();
+    assert_eq!(updated, 1);
     assert_eq!(
         store.deployment(second).await.unwrap().unwrap().status,
         Status::Approved
@@ -267,18 +255,17 @@ async fn the_database_itself_refuses_a_second_started_deployment_of_a_place() {
 async fn the_append_only_triggers_still_hold_for_the_overrides_column() {
     let db = TestDb::new();
     let store = db.open().await;
-    approved(&store, "billing", "staging").await;
-    let mut conn = raw_connection(&db).await;
-    let refused = sqlx::query("UPDATE deployment_events SET overrides = '[\"FROZEN\"]'")
-        .execute(&mut conn)
+    let id = approved(&store, "billing", "staging").await;
+    let refused = db
+        .execute(
+            "UPDATE deployment_events SET overrides = '[\"FROZEN\"]'",
+            vec![],
+        )
         .await;
     assert!(refused.is_err(), "events stay append-only");
-    let overrides: Vec<String> = sqlx::query_scalar("SELECT overrides FROM deployment_events")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(overrides, ["[]", "[]"]);
-    conn.close().await.unwrap();
+    let events = store.events_of(&[id]).await.unwrap().remove(&id).unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.event.overrides.is_empty()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,24 +13,116 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A database file that lives as long as this value.
+/// The engine the suites run on: `SHIPLOG_TEST_ENGINE` is `sqlite` (the default) or
+/// `postgres` (a database of its own per test, on the cluster the `testpg` crate starts
+/// for this test process). Anything else is a mistake, and fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub fn engine() -> Engine {
+    match std::env::var("SHIPLOG_TEST_ENGINE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => Engine::Sqlite,
+        Ok("postgres") => Engine::Postgres,
+        Ok(other) => panic!("SHIPLOG_TEST_ENGINE is sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// A database of the test's own, on the engine the suite runs on, that lives as long as
+/// this value (a SQLite file in a temporary directory, or a fresh PostgreSQL database).
 pub struct TestDb {
     pub dir: TempDir,
+    engine: Engine,
+    url: String,
 }
 
 impl TestDb {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("create a temp dir"),
-        }
+        Self::on(engine())
     }
 
+    /// A SQLite file whatever the suite's engine: for what only SQLite has (its file,
+    /// its single-process claim, databases written by earlier versions).
+    pub fn sqlite() -> Self {
+        Self::on(Engine::Sqlite)
+    }
+
+    fn on(engine: Engine) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let url = match engine {
+            Engine::Sqlite => dir.path().join("shiplog.db").to_string_lossy().into_owned(),
+            Engine::Postgres => testpg::cluster().fresh_database(),
+        };
+        Self { dir, engine, url }
+    }
+
+    /// What `--database-url` (or `StoreConfig::new`) takes for this database.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The SQLite file. Only for a SQLite database (`TestDb::sqlite()`).
     pub fn path(&self) -> PathBuf {
+        assert_eq!(
+            self.engine,
+            Engine::Sqlite,
+            "this test reads the SQLite file: give it TestDb::sqlite()"
+        );
         self.dir.path().join("shiplog.db")
     }
 
+    /// A SeaORM connection of the test's own to this database, on either engine.
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        let url = match self.engine {
+            Engine::Sqlite => format!("sqlite://{}?mode=rwc", self.url),
+            Engine::Postgres => self.url.clone(),
+        };
+        sea_orm::Database::connect(&url)
+            .await
+            .expect("a connection of the test's own")
+    }
+
+    /// Runs one statement on this database, behind the store's back, with `?` for each
+    /// value (numbered for PostgreSQL): the rows it changed, or the database's error.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<u64, sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait;
+        let conn = self.connect().await;
+        let backend = conn.get_database_backend();
+        let sql = match self.engine {
+            Engine::Sqlite => sql.to_owned(),
+            Engine::Postgres => {
+                let mut n = 0;
+                sql.split('?')
+                    .enumerate()
+                    .map(|(i, part)| {
+                        if i == 0 {
+                            part.to_owned()
+                        } else {
+                            n += 1;
+                            format!("${n}{part}")
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let result = conn
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await
+            .map(|done| done.rows_affected());
+        conn.close().await.expect("close the test's connection");
+        result
+    }
+
     pub async fn open(&self) -> Store {
-        Store::open(&StoreConfig::new(self.path().to_string_lossy()))
+        Store::open(&StoreConfig::new(self.url()))
             .await
             .expect("open the store")
     }
@@ -39,7 +131,7 @@ impl TestDb {
     pub async fn open_with(&self, production: &[&str]) -> Store {
         let config = StoreConfig {
             production: ProductionEnvironments::new(production),
-            ..StoreConfig::new(self.path().to_string_lossy())
+            ..StoreConfig::new(self.url())
         };
         Store::open(&config).await.expect("open the store")
     }
@@ -95,7 +187,7 @@ impl TestApp {
     ) -> Self {
         let config = StoreConfig {
             retry,
-            ..StoreConfig::new(db.path().to_string_lossy())
+            ..StoreConfig::new(db.url())
         };
         let store = Store::open(&config).await.expect("open the store");
         Self::serve(store, &["production"], options, None).await

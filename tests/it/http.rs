@@ -468,7 +468,7 @@ async fn a_response_past_the_size_bound_is_cut_off_with_a_code() {
 #[test]
 fn a_thousand_copy_batch_is_refused_and_the_servers_memory_stays_flat() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let server = Server::start(&dir.path().join("shiplog.db"));
+    let server = Server::start(dir.path().join("shiplog.db"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -449,7 +449,7 @@ async fn a_stop_completes_open_subscriptions_and_closes_the_socket() {
 #[tokio::test]
 async fn a_stalled_subscriber_is_caught_up_from_storage_and_never_blocks_writers() {
     let db = TestDb::new();
-    let mut config = StoreConfig::new(db.path().to_string_lossy());
+    let mut config = StoreConfig::new(db.url());
     config.live_buffer = 8;
     let store = Store::open(&config).await.expect("open");
     let schema = shiplog::graphql::schema(store.clone(), Default::default());

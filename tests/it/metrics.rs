@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -446,7 +445,7 @@ struct Process {
 }
 
 impl Process {
-    fn start(database: &Path, log_format: &str) -> Self {
+    fn start(database: String, log_format: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -614,7 +613,7 @@ async fn next_payload(ws: &mut Ws) -> String {
 #[tokio::test]
 async fn the_live_subscribers_gauge_follows_open_subscriptions() {
     let db = TestDb::new();
-    let server = Process::start(&db.path(), "text");
+    let server = Process::start(db.url(), "text");
     let client = reqwest::Client::new();
     let metrics = server.url("/metrics");
     gauge_reaches(&client, &metrics, 0.0).await;
@@ -679,7 +678,7 @@ async fn the_live_subscribers_gauge_follows_open_subscriptions() {
 #[tokio::test]
 async fn json_logs_carry_the_request_id() {
     let db = TestDb::new();
-    let server = Process::start(&db.path(), "json");
+    let server = Process::start(db.url(), "json");
     let response = reqwest::Client::new()
         .get(server.url("/healthz"))
         .header("x-request-id", "metrics-json-log-probe")
@@ -704,7 +703,7 @@ async fn json_logs_carry_the_request_id() {
 #[tokio::test]
 async fn text_logs_carry_the_request_id() {
     let db = TestDb::new();
-    let server = Process::start(&db.path(), "text");
+    let server = Process::start(db.url(), "text");
     let response = reqwest::Client::new()
         .get(server.url("/healthz"))
         .header("x-request-id", "metrics-text-log-probe")
@@ -727,7 +726,7 @@ async fn clients_with_the_same_subscription_share_one_feed() {
     const WATCH: &str = "subscription MetricsFeedWatch { deploymentEvents { kind deploymentId } }";
     const OTHER: &str = "subscription MetricsFeedOther { deploymentEvents { deploymentId actor } }";
     let db = TestDb::new();
-    let server = Process::start(&db.path(), "text");
+    let server = Process::start(db.url(), "text");
     let client = reqwest::Client::new();
     let metrics = server.url("/metrics");
     metric_reaches(&client, &metrics, "shiplog_subscription_feeds", 0.0).await;

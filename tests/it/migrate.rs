@@ -2,7 +2,7 @@
 //! everything stored before must come through unchanged, with the same guarantees after.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
@@ -19,8 +19,7 @@ const STATUS_B: &str =
 /// A database at the v1 schema (the first migration only), holding two deployments and
 /// their histories as version 1 wrote them.
 async fn v1_database(db: &TestDb) {
-    let url = format!("sqlite://{}?mode=rwc", db.path().display());
-    let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
+    let conn = db.connect().await;
     Migrator::up(&conn, Some(1))
         .await
         .expect("the v1 migration");
@@ -64,7 +63,7 @@ async fn raw(db: &TestDb) -> SqliteConnection {
 
 #[tokio::test]
 async fn a_v1_database_keeps_every_deployment_and_event_through_the_upgrade() {
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     v1_database(&db).await;
     let app = TestApp::start(&db, &["production"]).await;
 
@@ -157,10 +156,9 @@ async fn a_v1_database_keeps_every_deployment_and_event_through_the_upgrade() {
 
 #[tokio::test]
 async fn the_upgrade_can_be_undone_unless_a_deployment_is_cancelled() {
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     v1_database(&db).await;
-    let url = format!("sqlite://{}?mode=rwc", db.path().display());
-    let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
+    let conn = db.connect().await;
     Migrator::up(&conn, None).await.expect("up");
     // Every migration after the first one (v1) is undone.
     let after_v1 = Migrator::migrations().len() as u32 - 1;
@@ -203,9 +201,8 @@ async fn the_upgrade_can_be_undone_unless_a_deployment_is_cancelled() {
 /// note, and keeps the other; the server then starts as usual.
 #[tokio::test]
 async fn two_v1_deployments_started_in_one_place_leave_one_started_after_the_upgrade() {
-    let db = TestDb::new();
-    let url = format!("sqlite://{}?mode=rwc", db.path().display());
-    let conn: DatabaseConnection = Database::connect(&url).await.expect("connect");
+    let db = TestDb::sqlite();
+    let conn = db.connect().await;
     Migrator::up(&conn, Some(1))
         .await
         .expect("the v1 migration");

@@ -16,7 +16,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -200,8 +199,8 @@ fn closed_ports<const N: usize>() -> [SocketAddr; N] {
 
 // ------------------------------------------------------------------ the server
 
-async fn start(database: &Path) -> Server {
-    let database = database.to_path_buf();
+async fn start(database: &str) -> Server {
+    let database = database.to_owned();
     tokio::task::spawn_blocking(move || Server::start_with(&database, ARGS))
         .await
         .expect("start the server")
@@ -508,7 +507,7 @@ async fn pending_deliveries_and_triggers_survive_kill_9() {
     let started_at = Instant::now();
     let [hook_a, hook_b, executor] = closed_ports::<3>();
     let db = TestDb::new();
-    let database = db.path();
+    let database = db.url();
     let server = start(&database).await;
     let api = Api::of(&server);
 
@@ -781,7 +780,7 @@ async fn a_kill_in_the_middle_of_sending_loses_nothing() {
     ];
     let executor_sink = Sink::start_on(executor, RECEIVER_DELAY, gate.clone(), false).await;
     let db = TestDb::new();
-    let database = db.path();
+    let database = db.url();
     let server = start(&database).await;
     let api = Api::of(&server);
     let webhooks = [

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,18 +20,22 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(database: &Path) -> Self {
+    pub fn start(database: impl AsRef<std::ffi::OsStr>) -> Self {
         Self::start_with(database, &[])
     }
 
     /// Starts the binary with extra command-line arguments.
-    pub fn start_with(database: &Path, args: &[&str]) -> Self {
+    pub fn start_with(database: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Self {
         Self::start_env(database, args, &[])
     }
 
     /// Starts the binary with extra arguments and environment variables, and waits until
     /// it listens.
-    pub fn start_env(database: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
+    pub fn start_env(
+        database: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let mut server = Self::spawn(database, args, vars);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -63,7 +66,11 @@ impl Server {
 
     /// Spawns the binary and returns at once, listening or not (see `exit`). Variables
     /// that would change its behaviour are cleared unless given in `vars`.
-    pub fn spawn(database: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
+    pub fn spawn(
+        database: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shiplog"));
         command
             .arg("--listen")

@@ -658,9 +658,9 @@ fn binary(db: &TestDb, vars: &[(&str, &str)], wait: bool) -> Server {
     let mut all = vec![("RUST_LOG", "debug"), ("SHIPLOG_LOG_FORMAT", "text")];
     all.extend_from_slice(vars);
     if wait {
-        Server::start_env(&db.path(), &[], &all)
+        Server::start_env(db.url(), &[], &all)
     } else {
-        Server::spawn(&db.path(), &[], &all)
+        Server::spawn(db.url(), &[], &all)
     }
 }
 

@@ -24,8 +24,8 @@ async fn count(client: &reqwest::Client, server: &Server) -> i64 {
 
 #[tokio::test]
 async fn a_second_process_on_the_same_file_refuses_to_start_and_the_first_keeps_serving() {
-    let db = TestDb::new();
-    let first = Server::start(&db.path());
+    let db = TestDb::sqlite();
+    let first = Server::start(db.path());
     let client = reqwest::Client::new();
     post_create(
         &client,
@@ -59,7 +59,7 @@ async fn a_second_process_on_the_same_file_refuses_to_start_and_the_first_keeps_
 
     // Killed without a chance to clean up, it leaves the file free for the next one.
     first.kill();
-    let next = Server::start(&db.path());
+    let next = Server::start(db.path());
     assert_eq!(count(&client, &next).await, 2, "{}", next.output());
     post_create(
         &client,
@@ -72,8 +72,8 @@ async fn a_second_process_on_the_same_file_refuses_to_start_and_the_first_keeps_
 
 #[tokio::test]
 async fn an_in_process_store_cannot_open_a_file_a_server_process_holds() {
-    let db = TestDb::new();
-    let server = Server::start(&db.path());
+    let db = TestDb::sqlite();
+    let server = Server::start(db.path());
     let err = match shiplog::store::Store::open(&shiplog::store::StoreConfig::new(
         db.path().to_string_lossy(),
     ))
@@ -94,7 +94,7 @@ async fn an_in_process_store_cannot_open_a_file_a_server_process_holds() {
 
 #[tokio::test]
 async fn a_store_closed_in_this_process_lets_the_next_one_open_the_file() {
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     for _ in 0..3 {
         let store = db.open().await;
         drop(store);

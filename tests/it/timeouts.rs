@@ -495,7 +495,7 @@ async fn an_outcome_that_commits_first_wins_over_the_timeout() {
 #[tokio::test]
 async fn the_next_deadline_is_one_step_down_its_index() {
     use sqlx::{Connection, Row};
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     db.open().await.close().await.expect("close");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db.path());
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
@@ -526,10 +526,9 @@ async fn the_next_deadline_is_one_step_down_its_index() {
 #[tokio::test]
 async fn an_upgraded_database_gets_start_times_from_the_started_events() {
     use migration::{Migrator, MigratorTrait};
-    use sea_orm::{ConnectionTrait, Database};
+    use sea_orm::ConnectionTrait;
     let db = TestDb::new();
-    let url = format!("sqlite://{}?mode=rwc", db.path().display());
-    let conn = Database::connect(&url).await.expect("connect");
+    let conn = db.connect().await;
     Migrator::up(&conn, Some(1))
         .await
         .expect("the v1 migration");

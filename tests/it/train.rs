@@ -396,7 +396,7 @@ async fn a_train_costs_the_same_statements_whatever_the_number_of_environments_a
 #[tokio::test]
 async fn the_train_statement_searches_indexes_and_scans_only_the_environments() {
     use sqlx::{Connection, Row};
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     let store = db.open().await;
     live(&store, "billing", "staging", "v1").await;
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db.path());

@@ -727,7 +727,7 @@ async fn no_secret_or_token_reaches_a_log_line_even_at_debug_level() {
     let db = TestDb::new();
     let github_url = gh.url.trim_end_matches("/hook").to_owned();
     let server = crate::process::Server::start_env(
-        &db.path(),
+        db.url(),
         &[
             "--webhook-allow-private",
             "true",

@@ -531,7 +531,7 @@ const FLOOD_TIME_LIMIT: Duration = Duration::from_secs(60);
 async fn a_flood_of_50000_subscribes_on_one_connection_leaves_memory_flat() {
     let db = TestDb::new();
     let server = Server::start_with(
-        &db.path(),
+        db.url(),
         &[
             "--ws-max-subscriptions",
             &FLOOD_LIMIT.to_string(),
