@@ -14,6 +14,11 @@
 //! PENDING in the database until an attempt's outcome is recorded, so after a crash or
 //! a stop the next start sends it again (at least once; receivers deduplicate on
 //! `webhook-id`).
+//!
+//! On PostgreSQL several instances share the outbox: a lane is worked only by the
+//! instance that claimed it (`Store::claim_lane`, a lock its database session holds), so
+//! each attempt is made by one instance, and a dead instance's lanes are taken over by
+//! the others within [`CLAIM_RETRY`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -26,7 +31,7 @@ use crate::domain::destination::check_secret;
 use crate::domain::integrations::{AttemptReport, TriggerRequest};
 use crate::integrations::client::Sender;
 use crate::integrations::executor::executor_for;
-use crate::store::{now, Lane, Store, StoreError};
+use crate::store::{now, Lane, LaneClaim, Store, StoreError};
 
 /// How long to wait before trying again after the database failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -34,6 +39,9 @@ const RETRY: Duration = Duration::from_secs(1);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Deliveries a lane reads at once.
 const BATCH: u32 = 64;
+/// How soon to try again for a due lane that another instance works, and the longest
+/// sleep when several instances share the outbox (their commits do not wake this one).
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
 /// How long a lane works through one read before it reads again (so that a redelivery
 /// asked for, or a retry that fell due, waits at most this long behind a slow receiver).
 const BATCH_TIME: Duration = Duration::from_secs(2);
@@ -76,26 +84,56 @@ async fn supervise(store: Store, sender: Arc<Sender>, mut stop: watch::Receiver<
         // Reap finished lane tasks so the set does not grow.
         while lanes.try_join_next().is_some() {}
         let at = now();
+        let longest = if store.is_shared() {
+            CLAIM_RETRY
+        } else {
+            MAX_SLEEP
+        };
         let wait = match store.due_lanes(at).await {
             Ok((due, next)) => {
+                let mut elsewhere = false;
                 for lane in due {
-                    let fresh = running
+                    let here = running
                         .lock()
-                        .map(|mut set| set.insert(lane.clone()))
-                        .unwrap_or(false);
-                    if fresh {
-                        lanes.spawn(run_lane(
-                            store.clone(),
-                            sender.clone(),
-                            lane,
-                            running.clone(),
-                            lane_done.clone(),
-                        ));
+                        .map(|set| set.contains(&lane))
+                        .unwrap_or(true);
+                    if here {
+                        continue;
                     }
+                    let claim = match store.claim_lane(&lane).await {
+                        Ok(Some(claim)) => claim,
+                        Ok(None) => {
+                            // Another instance works it; look again soon, in case it dies.
+                            elsewhere = true;
+                            continue;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, ?lane, "outbox: cannot claim a lane; retrying");
+                            elsewhere = true;
+                            continue;
+                        }
+                    };
+                    if let Ok(mut set) = running.lock() {
+                        set.insert(lane.clone());
+                    }
+                    lanes.spawn(run_lane(
+                        store.clone(),
+                        sender.clone(),
+                        lane,
+                        claim,
+                        running.clone(),
+                        lane_done.clone(),
+                    ));
                 }
-                next.map(|t| (t - at).to_std().unwrap_or(Duration::ZERO))
-                    .unwrap_or(MAX_SLEEP)
-                    .min(MAX_SLEEP)
+                let wait = next
+                    .map(|t| (t - at).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(longest)
+                    .min(longest);
+                if elsewhere {
+                    wait.min(CLAIM_RETRY)
+                } else {
+                    wait
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "outbox: cannot read due work; retrying");
@@ -121,16 +159,23 @@ async fn run_lane(
     store: Store,
     sender: Arc<Sender>,
     lane: Lane,
+    claim: LaneClaim,
     running: Arc<Mutex<HashSet<Lane>>>,
     done: Arc<Notify>,
 ) {
     // Leaves the lane however the task ends, a panic or an abort included.
-    let _leave = LeaveLane {
+    let leave = LeaveLane {
         lane: lane.clone(),
         running,
         done,
+        store: store.clone(),
+        claim: Some(claim),
     };
     loop {
+        if !leave.claim.as_ref().is_some_and(|c| store.lane_held(c)) {
+            tracing::warn!(?lane, "outbox: the claim on a lane was lost; leaving it");
+            break;
+        }
         let step = match &lane {
             Lane::Webhook(id) => deliver_next(&store, &sender, *id).await,
             Lane::Target(service, environment) => {
@@ -149,15 +194,44 @@ async fn run_lane(
     }
 }
 
-/// Marks a lane as no longer running, and wakes the supervisor, when dropped.
+/// Gives the lane's claim up, marks it as no longer running, and wakes the supervisor,
+/// when dropped.
 struct LeaveLane {
     lane: Lane,
     running: Arc<Mutex<HashSet<Lane>>>,
     done: Arc<Notify>,
+    store: Store,
+    claim: Option<LaneClaim>,
 }
 
 impl Drop for LeaveLane {
     fn drop(&mut self) {
+        let (Some(claim), Ok(runtime)) = (self.claim.take(), tokio::runtime::Handle::try_current())
+        else {
+            // No runtime left: the process is ending, and its locks with its connections.
+            self.leave();
+            return;
+        };
+        let store = self.store.clone();
+        let lane = self.lane.clone();
+        let running = self.running.clone();
+        let done = self.done.clone();
+        // Released before the lane is marked free here, so that this instance's next
+        // claim of it does not meet its own lock.
+        runtime.spawn(async move {
+            if let Err(err) = store.release_lane(claim).await {
+                tracing::warn!(error = %err, ?lane, "outbox: cannot release a lane");
+            }
+            if let Ok(mut set) = running.lock() {
+                set.remove(&lane);
+            }
+            done.notify_one();
+        });
+    }
+}
+
+impl LeaveLane {
+    fn leave(&self) {
         if let Ok(mut set) = self.running.lock() {
             set.remove(&self.lane);
         }

@@ -12,8 +12,9 @@
 //! transaction, lets the domain decide (`Deployment::time_out`: still STARTED, deadline
 //! reached) and compare-and-sets the status from STARTED. An outcome that committed first
 //! wins, and a second attempt (this task again, or the task of a second server on the
-//! same file) is refused with a CONFLICT and records nothing. shiplog is meant to be the
-//! one process serving its SQLite file; a second one would only make refused attempts.
+//! same database) is refused with a CONFLICT and records nothing. On SQLite one process
+//! serves the file; on PostgreSQL every instance runs this task, and of two that fire
+//! together one records the timeout and the other is refused.
 //!
 //! `server::run_with` starts it, and stops it when the server is asked to stop.
 
@@ -29,6 +30,9 @@ use crate::store::{Store, StoreError};
 const RETRY: Duration = Duration::from_secs(1);
 /// The longest single sleep: a clock that jumps is noticed at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The longest sleep on PostgreSQL, where starts committed by other instances do not
+/// wake this task: a deadline whose instance died is failed by another within this.
+const SHARED_MAX_SLEEP: Duration = Duration::from_secs(2);
 
 /// Starts the task. It ends when `stop` turns true or its sender is dropped.
 pub fn spawn(store: Store, stop: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -77,12 +81,14 @@ async fn next_step(store: &Store) -> Result<Step, StoreError> {
         .filter(|(_, deadline)| *deadline <= now)
         .collect();
     if due.is_empty() {
+        let longest = if store.is_shared() {
+            SHARED_MAX_SLEEP
+        } else {
+            MAX_SLEEP
+        };
         return Ok(Step::SleepFor(match next.first() {
-            Some((_, deadline)) => (*deadline - now)
-                .to_std()
-                .unwrap_or_default()
-                .min(MAX_SLEEP),
-            None => MAX_SLEEP,
+            Some((_, deadline)) => (*deadline - now).to_std().unwrap_or_default().min(longest),
+            None => longest,
         }));
     }
     // Submitted together, so that the writer commits them as one group.

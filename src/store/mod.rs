@@ -14,6 +14,7 @@ mod environments;
 mod fast;
 mod freeze;
 mod guards;
+mod lanes;
 mod lock;
 mod outbox;
 mod payload;
@@ -36,6 +37,7 @@ pub use train::TRAIN_DEPLOYMENTS;
 pub use freeze::FreezeWindowError;
 
 pub use guards::PlaceFacts;
+pub use lanes::LaneClaim;
 pub use outbox::{Attempt, Delivery, DeliveryJob, ExecutionJob, IntegrationError, Lane};
 pub use payload::deployment_json;
 
@@ -242,6 +244,8 @@ pub struct Store {
     known: Arc<environments::Known>,
     /// Moved on by the writer after every commit (`generation`).
     generation: Arc<AtomicU64>,
+    /// Which outbox lanes this instance works (`lanes.rs`); PostgreSQL only.
+    lanes: Option<Arc<lanes::LaneLocks>>,
 }
 
 impl Store {
@@ -333,7 +337,8 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let read_pool = PgPoolOptions::new()
-            .max_connections(Ord::max(config.readers, 1) + 1)
+            // The readers, the tail's listener and the lane locks' connection.
+            .max_connections(Ord::max(config.readers, 1) + 2)
             .connect_with(options)
             .await?;
         let read = SqlxPostgresConnector::from_sqlx_postgres_pool(read_pool);
@@ -394,6 +399,11 @@ impl Store {
             config.retry,
         )
         .map_err(|err| StoreError::Corrupt(format!("cannot start the writer: {err}")))?;
+        let lanes = (read.get_database_backend() == DbBackend::Postgres).then(|| {
+            Arc::new(lanes::LaneLocks::new(
+                read.get_postgres_connection_pool().clone(),
+            ))
+        });
         Ok(Self {
             read,
             writes,
@@ -405,6 +415,7 @@ impl Store {
             fast,
             known: Arc::default(),
             generation,
+            lanes,
         })
     }
 
@@ -435,6 +446,9 @@ impl Store {
     /// finishes the writes queued and closes its connection when the last `Store` clone
     /// is dropped.
     pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(lanes) = &self.lanes {
+            lanes.close().await;
+        }
         self.read.close().await?;
         Ok(())
     }

@@ -33,7 +33,8 @@ const BATCH: u64 = 512;
 /// The notification channel.
 pub(super) const CHANNEL: &str = "shiplog_events";
 
-/// Starts the tail after event `last`. It ends when the returned sender is dropped.
+/// Starts the tail after event `last`. It ends when the returned sender is dropped or
+/// the readers' pool is closed (`Store::close`).
 pub(super) fn spawn(
     read: DatabaseConnection,
     hub: broadcast::Sender<Arc<Live>>,
@@ -43,10 +44,14 @@ pub(super) fn spawn(
     let (stop, stopped) = oneshot::channel::<()>();
     let notified = Arc::new(Notify::new());
     let listening = tokio::spawn(listen(read.clone(), notified.clone()));
+    let pool = read.get_postgres_connection_pool().clone();
     tokio::spawn(async move {
         let mut stopped = stopped;
         let mut last = last;
         loop {
+            if pool.is_closed() {
+                break;
+            }
             if let Err(err) = hand_out(&read, &hub, &mut last).await {
                 tracing::warn!(error = %err, "live events: cannot read the event table; retrying");
             }
@@ -55,6 +60,7 @@ pub(super) fn spawn(
                 _ = notified.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = &mut stopped => break,
+                _ = pool.close_event() => break,
             }
         }
         listening.abort();
@@ -105,7 +111,11 @@ async fn listen(read: DatabaseConnection, notified: Arc<Notify>) {
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
         };
-        if let Err(err) = listening.await {
+        let result = listening.await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(err) = result {
             tracing::warn!(error = %err, "live events: listening for notifications failed; retrying");
         }
         tokio::time::sleep(POLL).await;

@@ -49,6 +49,12 @@ impl TestDb {
         Self::on(Engine::Sqlite)
     }
 
+    /// A PostgreSQL database whatever the suite's engine: for what only PostgreSQL has
+    /// (several instances on one database).
+    pub fn postgres() -> Self {
+        Self::on(Engine::Postgres)
+    }
+
     fn on(engine: Engine) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let url = match engine {

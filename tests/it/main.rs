@@ -13,6 +13,7 @@ mod graphiql;
 mod guards;
 mod helpers;
 mod http;
+mod instances;
 mod integrations;
 mod limits;
 mod live;

@@ -498,7 +498,7 @@ async fn a_dead_receiver_holds_back_no_other_webhook() {
 }
 
 /// The sequence number inside an event cursor (opaque to clients; tests may look).
-fn seq_of(cursor: &str) -> i64 {
+pub fn seq_of(cursor: &str) -> i64 {
     use base64::Engine;
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)

@@ -1,0 +1,345 @@
+//! Several shiplog instances on one PostgreSQL database (issue 13), against the real
+//! binary: three server processes started together on one database, writes through all
+//! of them, a subscriber on each, one webhook; one instance is SIGKILLed midway. The
+//! survivors' subscribers must each see every event exactly once, in commit order; every
+//! acknowledged write must be stored; every event must reach the webhook's receiver.
+//!
+//! PostgreSQL only (`TestDb::postgres`), whatever the suite's engine. Every wait is a
+//! bounded poll on a condition.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{create_input, TestDb, CREATE};
+use crate::process::Server;
+use crate::webhooks::{seq_of, Receiver, CREATE_WEBHOOK, SECRET};
+
+const INSTANCES: usize = 3;
+/// Creates attempted in all; the third instance is killed when this many have begun.
+const CREATES: usize = 240;
+const KILL_AT: usize = 80;
+/// Clients writing at once, spread over the instances alive.
+const WRITERS: usize = 6;
+/// Bound of every wait for the survivors to catch up.
+const SETTLE: Duration = Duration::from_secs(60);
+const ARGS: &[&str] = &[
+    "--webhook-allow-private",
+    "true",
+    "--webhook-backoff-ms",
+    "100",
+    "--webhook-max-attempts",
+    "30",
+];
+
+const WATCH: &str = r#"
+subscription Watch($after: String) {
+  deploymentEvents(after: $after) { cursor kind deploymentId }
+}"#;
+
+/// A graphql-transport-ws subscriber that records every event's cursor, in arrival order.
+async fn subscribe(addr: std::net::SocketAddr, after: String, seen: Arc<Mutex<Vec<String>>>) {
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .expect("a request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect the WebSocket");
+    let send = |value: Value| Message::text(value.to_string());
+    ws.send(send(json!({ "type": "connection_init", "payload": {} })))
+        .await
+        .expect("init");
+    ws.send(send(json!({
+        "id": "1", "type": "subscribe",
+        "payload": { "query": WATCH, "variables": { "after": after } }
+    })))
+    .await
+    .expect("subscribe");
+    // Until the server goes away (the killed one) or the test ends (the task is aborted).
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        match value["type"].as_str() {
+            Some("next") => {
+                let event = &value["payload"]["data"]["deploymentEvents"];
+                let cursor = event["cursor"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("an event: {value}"));
+                seen.lock().unwrap().push(cursor.to_owned());
+            }
+            Some("ping") => {
+                let _ = ws.send(send(json!({ "type": "pong" }))).await;
+            }
+            Some("connection_ack") | Some("pong") => {}
+            _ => panic!("unexpected message: {value}"),
+        }
+    }
+}
+
+async fn graphql(client: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
+    client
+        .post(url)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Every event after `after`, in order, as one instance's feed pages them.
+async fn feed(client: &reqwest::Client, url: &str, after: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after = after.to_owned();
+    loop {
+        let body = graphql(
+            client,
+            url,
+            "query Feed($after: String) { deploymentEvents(first: 100, after: $after) { \
+             nodes { cursor } pageInfo { hasNextPage endCursor } } }",
+            json!({ "after": after }),
+        )
+        .await;
+        let page = &body["data"]["deploymentEvents"];
+        for node in page["nodes"].as_array().expect("nodes") {
+            out.push(node["cursor"].as_str().expect("a cursor").to_owned());
+        }
+        if page["pageInfo"]["hasNextPage"] != true {
+            return out;
+        }
+        after = page["pageInfo"]["endCursor"]
+            .as_str()
+            .expect("an end cursor")
+            .to_owned();
+    }
+}
+
+/// Polls `done` every 50 ms until it holds, or fails the test after `SETTLE`.
+async fn settle(what: &str, mut done: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    loop {
+        match done() {
+            Ok(()) => return,
+            Err(why) if started.elapsed() > SETTLE => panic!("{what}: {why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_with_one_killed_midway_lose_and_repeat_nothing() {
+    let db = TestDb::postgres();
+    // Started together: they migrate the empty database one after the other.
+    let starting: Vec<_> = (0..INSTANCES)
+        .map(|_| {
+            let url = db.url();
+            tokio::task::spawn_blocking(move || Server::start_with(url, ARGS))
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for start in starting {
+        servers.push(start.await.expect("an instance starts"));
+    }
+    let urls: Vec<String> = servers.iter().map(Server::graphql_url).collect();
+    let addrs: Vec<_> = servers.iter().map(Server::addr).collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+
+    // One webhook, configured through one instance: every instance's writes enqueue
+    // deliveries for it, and one instance at a time sends them.
+    let receiver = Receiver::start(&[]).await;
+    let body = graphql(
+        &client,
+        &urls[1],
+        CREATE_WEBHOOK,
+        json!({ "input": { "url": receiver.url, "secret": SECRET, "actor": "ops" } }),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+
+    // The subscriptions start after a first event, so none can miss the writes below.
+    let first = graphql(
+        &client,
+        &urls[0],
+        CREATE,
+        json!({ "input": create_input("seed", "staging") }),
+    )
+    .await;
+    let seed = first["data"]["createDeployment"]["event"]["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the seed is created: {first}"))
+        .to_owned();
+    let seen: Vec<Arc<Mutex<Vec<String>>>> = (0..INSTANCES).map(|_| Arc::default()).collect();
+    let subscribers: Vec<_> = (0..INSTANCES)
+        .map(|i| tokio::spawn(subscribe(addrs[i], seed.clone(), seen[i].clone())))
+        .collect();
+
+    // Writers spread their creates over the instances alive; at KILL_AT the third one
+    // is SIGKILLed, with writes to it in flight.
+    let next = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+    let victim = Arc::new(Mutex::new(servers.pop()));
+    let acknowledged: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (client, urls, next, killed, victim, acknowledged) = (
+                client.clone(),
+                urls.clone(),
+                next.clone(),
+                killed.clone(),
+                victim.clone(),
+                acknowledged.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= CREATES {
+                        return;
+                    }
+                    if n == KILL_AT {
+                        let server = victim.lock().unwrap().take();
+                        if let Some(server) = server {
+                            tokio::task::spawn_blocking(move || server.kill())
+                                .await
+                                .expect("kill the third instance");
+                        }
+                        killed.store(true, Ordering::SeqCst);
+                    }
+                    let alive = if killed.load(Ordering::SeqCst) {
+                        INSTANCES - 1
+                    } else {
+                        INSTANCES
+                    };
+                    let url = &urls[(n + w) % alive];
+                    let input = create_input(&format!("svc-{n}"), "staging");
+                    let sent = client
+                        .post(url)
+                        .json(&json!({ "query": CREATE, "variables": { "input": input } }))
+                        .send()
+                        .await;
+                    // A write to the killed instance may fail: it was not acknowledged.
+                    let Ok(response) = sent else { continue };
+                    let Ok(body) = response.json::<Value>().await else {
+                        continue;
+                    };
+                    let created = &body["data"]["createDeployment"];
+                    if let (Some(id), Some(cursor)) = (
+                        created["deployment"]["id"].as_str(),
+                        created["event"]["cursor"].as_str(),
+                    ) {
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .insert(id.to_owned(), cursor.to_owned());
+                    } else {
+                        panic!("a create on a live instance fails: {body}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("a writer");
+    }
+    assert!(
+        killed.load(Ordering::SeqCst),
+        "the third instance was killed"
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= CREATES - WRITERS,
+        "writes to the survivors are all acknowledged: {}",
+        acknowledged.len()
+    );
+
+    // What the database holds, as a survivor pages it.
+    let stored = feed(&client, &urls[0], &seed).await;
+    let seqs: Vec<i64> = stored.iter().map(|c| seq_of(c)).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "the feed is in sequence order"
+    );
+    let stored_set: BTreeSet<&String> = stored.iter().collect();
+    for (id, cursor) in &acknowledged {
+        assert!(
+            stored_set.contains(cursor),
+            "acknowledged write {id} (event {cursor}) is stored"
+        );
+    }
+    assert_eq!(stored.len(), stored_set.len(), "every event is stored once");
+
+    // Each survivor's subscriber saw every event once, in commit order.
+    for (i, seen) in seen.iter().enumerate().take(INSTANCES - 1) {
+        settle(&format!("the subscriber on instance {i}"), || {
+            let got = seen.lock().unwrap().clone();
+            if got.len() < stored.len() {
+                return Err(format!("{} of {} events", got.len(), stored.len()));
+            }
+            Ok(())
+        })
+        .await;
+        // Anything repeated would arrive right behind the rest.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got, stored,
+            "instance {i}'s subscriber saw every event once, in order"
+        );
+    }
+
+    // Every event reached the webhook's receiver, whichever instance sent it, at least
+    // once; an attempt repeats only if the killed instance made it without recording it.
+    let wanted: BTreeSet<i64> = seqs.iter().copied().collect();
+    settle("the webhook deliveries", || {
+        let got: BTreeSet<i64> = receiver
+            .got()
+            .iter()
+            .filter_map(|r| r.json()["data"]["event"]["cursor"].as_str().map(seq_of))
+            .collect();
+        let missing = wanted.difference(&got).count();
+        if missing > 0 {
+            return Err(format!(
+                "{missing} of {} events not delivered",
+                wanted.len()
+            ));
+        }
+        Ok(())
+    })
+    .await;
+    let requests = receiver.got();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for request in &requests {
+        *by_id
+            .entry(request.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    let repeated: usize = by_id.values().map(|n| n - 1).sum();
+    assert!(
+        repeated <= 64,
+        "only attempts in flight at the kill are repeated: {repeated} repeats"
+    );
+
+    for subscriber in subscribers {
+        subscriber.abort();
+    }
+    receiver.stop();
+    for server in servers {
+        server.kill();
+    }
+}
