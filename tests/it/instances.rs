@@ -4,6 +4,10 @@
 //! survivors' subscribers must each see every event exactly once, in commit order; every
 //! acknowledged write must be stored; every event must reach the webhook's receiver.
 //!
+//! A second test walks deployments through all three instances into start timeouts
+//! with a deploy target: each start is triggered once and each timeout recorded once,
+//! though every instance runs the outbox and the timeout task.
+//!
 //! PostgreSQL only (`TestDb::postgres`), whatever the suite's engine. Every wait is a
 //! bounded poll on a condition.
 
@@ -18,9 +22,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{create_input, TestDb, CREATE};
+use crate::helpers::{action, create_input, TestDb, CREATE};
 use crate::process::Server;
-use crate::webhooks::{seq_of, Receiver, CREATE_WEBHOOK, SECRET};
+use crate::webhooks::{seq_of, Receiver, CONFIGURE, CREATE_WEBHOOK, SECRET};
 
 const INSTANCES: usize = 3;
 /// Creates attempted in all; the third instance is killed when this many have begun.
@@ -339,6 +343,153 @@ async fn three_instances_on_one_database_with_one_killed_midway_lose_and_repeat_
         subscriber.abort();
     }
     receiver.stop();
+    for server in servers {
+        server.kill();
+    }
+}
+
+/// Starts `n` instances on one database, together.
+async fn instances(db: &TestDb, n: usize) -> Vec<Server> {
+    let starting: Vec<_> = (0..n)
+        .map(|_| {
+            let url = db.url();
+            tokio::task::spawn_blocking(move || Server::start_with(url, ARGS))
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for start in starting {
+        servers.push(start.await.expect("an instance starts"));
+    }
+    servers
+}
+
+/// The data of an answer that must have no errors.
+async fn ok(client: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
+    let body = graphql(client, url, query, variables).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_runs_the_outbox_and_the_timeouts_and_each_job_is_done_once() {
+    const DEPLOYMENTS: usize = 12;
+    let db = TestDb::postgres();
+    let servers = instances(&db, INSTANCES).await;
+    let urls: Vec<String> = servers.iter().map(Server::graphql_url).collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    // Slow to answer: while one instance waits for it, the others see the trigger due
+    // (not yet recorded) at least once; only the lane's holder may send it.
+    let executor = Receiver::start_slow("127.0.0.1:0", &[], Duration::from_millis(2500)).await;
+
+    // Configured through different instances: what one configures, all apply.
+    ok(
+        &client,
+        &urls[2],
+        "mutation { configureEnvironment(input: { name: \"staging\", actor: \"carol\", \
+         startTimeoutSeconds: 1 }) { startTimeoutSeconds } }",
+        json!({}),
+    )
+    .await;
+    for i in 0..DEPLOYMENTS {
+        ok(
+            &client,
+            &urls[i % INSTANCES],
+            CONFIGURE,
+            json!({ "input": { "service": format!("svc-{i}"), "environment": "staging",
+                    "executor": "HTTP", "actor": "ops", "url": executor.url, "secret": SECRET } }),
+        )
+        .await;
+    }
+    // Each deployment is created, approved and started through three different instances.
+    let mut ids = Vec::new();
+    for i in 0..DEPLOYMENTS {
+        let created = ok(
+            &client,
+            &urls[i % INSTANCES],
+            CREATE,
+            json!({ "input": create_input(&format!("svc-{i}"), "staging") }),
+        )
+        .await;
+        let id = created["createDeployment"]["deployment"]["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned();
+        for (step, (mutation, actor)) in [("approveDeployment", "bob"), ("startDeployment", "ci")]
+            .into_iter()
+            .enumerate()
+        {
+            ok(
+                &client,
+                &urls[(i + step + 1) % INSTANCES],
+                &action(mutation),
+                json!({ "input": { "id": id, "actor": actor } }),
+            )
+            .await;
+        }
+        ids.push(id);
+    }
+
+    // Every start times out, recorded once, whichever instance fired first.
+    let events = "query($id: ID!) { deployment(id: $id) { status events { kind actor } } }";
+    for id in &ids {
+        let started = Instant::now();
+        let deployment = loop {
+            let data = ok(&client, &urls[0], events, json!({ "id": id })).await;
+            if data["deployment"]["status"] == "FAILED" {
+                break data["deployment"].clone();
+            }
+            assert!(started.elapsed() < SETTLE, "{id} timed out: {data}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let kinds: Vec<&str> = deployment["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            kinds,
+            ["CREATED", "APPROVED", "STARTED", "FAILED"],
+            "{id}: one timeout recorded: {deployment}"
+        );
+        assert_eq!(deployment["events"][3]["actor"], "shiplog", "{deployment}");
+    }
+
+    // Every start was triggered once: one request per deployment, however many
+    // instances' outboxes saw it due.
+    settle("the deploy triggers", || {
+        let n = executor.got().len();
+        if n < DEPLOYMENTS {
+            return Err(format!("{n} of {DEPLOYMENTS} triggers"));
+        }
+        Ok(())
+    })
+    .await;
+    // A repeat would follow the first by about the retry backoff (100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut triggered: HashMap<String, usize> = HashMap::new();
+    for request in executor.got() {
+        let body = request.json();
+        assert_eq!(body["type"], "deployment.deploy", "{body}");
+        let id = body["data"]["deployment"]["id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        *triggered.entry(id).or_default() += 1;
+    }
+    for id in &ids {
+        assert_eq!(
+            triggered.get(id),
+            Some(&1),
+            "{id} triggered once: {triggered:?}"
+        );
+    }
+    assert_eq!(triggered.len(), DEPLOYMENTS, "{triggered:?}");
+
+    executor.stop();
     for server in servers {
         server.kill();
     }

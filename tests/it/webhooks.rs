@@ -54,6 +54,11 @@ impl Receiver {
     }
 
     pub async fn start_on(addr: &str, script: &[u16]) -> Self {
+        Self::start_slow(addr, script, Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` over each answer.
+    pub async fn start_slow(addr: &str, script: &[u16], delay: Duration) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script: Arc<Mutex<VecDeque<u16>>> =
             Arc::new(Mutex::new(script.iter().copied().collect()));
@@ -67,6 +72,7 @@ impl Receiver {
                     body,
                 });
                 let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                tokio::time::sleep(delay).await;
                 StatusCode::from_u16(status).unwrap()
             }
         });
@@ -513,7 +519,7 @@ async fn github(script: &[u16]) -> Receiver {
     Receiver::start(script).await
 }
 
-const CONFIGURE: &str = r#"
+pub const CONFIGURE: &str = r#"
 mutation($input: ConfigureDeploymentTargetInput!) {
   configureDeploymentTarget(input: $input) {
     service environment executor repository workflow workflowRef environmentInput refInput
