@@ -1,5 +1,6 @@
 //! Crash safety of the real binary: while eight clients write, the server is killed with
-//! SIGKILL, restarted on the same SQLite file, and checked. Three cycles in one test.
+//! SIGKILL, restarted on the same database (the suite's engine: a SQLite file, or a
+//! PostgreSQL database), and checked. Three cycles in one test.
 //!
 //! What must hold after every restart:
 //! - every acknowledged write (a response with data and no errors) is there: its
@@ -7,13 +8,13 @@
 //! - nothing else is there except, per client, the one write whose response was lost;
 //! - every deployment's history is a consistent chain that ends in its current state;
 //! - the feed lists every event once, in an order that agrees with each history;
-//! - the file passes `PRAGMA integrity_check`, and the server keeps taking writes.
+//! - the database is intact (SQLite: `PRAGMA integrity_check` and the foreign keys;
+//!   PostgreSQL: no event without its deployment), and the server keeps taking writes.
 //!
-//! At the end the last server is stopped with SIGTERM and the file is read once more
+//! At the end the last server is stopped with SIGTERM and the database is read once more
 //! through `Store` directly.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use shiplog::store::{DeploymentFilter, DeploymentKey, EventFilter, Store, StoreC
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::helpers::{action, create_input, CREATE};
+use crate::helpers::{action, create_input, Engine, TestDb, CREATE};
 use crate::process::{Server, STOP_TIMEOUT};
 
 /// Kill/restart cycles in the one test.
@@ -641,9 +642,19 @@ fn check(deployments: &[Stored], feed: &Feed, acks: &[Ack], kills: usize, from_a
     check_acks(deployments, acks, kills, from_api);
 }
 
-async fn integrity_check(database: &Path) {
+async fn integrity_check(db: &TestDb) {
+    if db.engine() == Engine::Postgres {
+        let dangling = db
+            .scalar(
+                "SELECT COUNT(*) FROM deployment_events e \
+                 LEFT JOIN deployments d ON d.id = e.deployment_id WHERE d.id IS NULL",
+            )
+            .await;
+        assert_eq!(dangling, 0, "no event without its deployment");
+        return;
+    }
     let options = SqliteConnectOptions::new()
-        .filename(database)
+        .filename(db.path())
         .busy_timeout(Duration::from_secs(5));
     let mut conn = SqliteConnection::connect_with(&options)
         .await
@@ -686,8 +697,8 @@ async fn create_one(url: &str, load: &Load) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_and_restart() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let database: PathBuf = dir.path().join("shiplog.db");
+    let db = TestDb::new();
+    let database = db.url();
     let load = Arc::new(Load::default());
 
     let mut server = Server::start(&database);
@@ -702,7 +713,7 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
         let acks = load.acks.lock().expect("acks").clone();
         let (deployments, feed) = read_api(&client, &url).await;
         check(&deployments, &feed, &acks, kills, true);
-        integrity_check(&database).await;
+        integrity_check(&db).await;
         create_one(&url, &load).await;
         last_api = deployments;
         eprintln!(
@@ -720,13 +731,13 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
     );
 
     let acks = load.acks.lock().expect("acks").clone();
-    let store = Store::open(&StoreConfig::new(database.to_string_lossy()))
+    let store = Store::open(&StoreConfig::new(database.clone()))
         .await
-        .expect("the store opens the file");
+        .expect("the store opens the database");
     let (deployments, feed) = read_store(&store).await;
     check(&deployments, &feed, &acks, CYCLES, false);
     store.close().await.expect("close the store");
-    integrity_check(&database).await;
+    integrity_check(&db).await;
 
     // The store sees what the API showed, plus the last creation.
     let summary = |list: &[Stored]| -> HashMap<String, (String, Vec<String>)> {
@@ -765,10 +776,9 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
 /// is first polled. Repeated, since the window it closes was short.
 #[test]
 fn a_sigterm_right_after_listening_stops_the_server_cleanly() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let database = dir.path().join("shiplog.db");
+    let db = TestDb::new();
     for round in 0..15 {
-        let server = Server::start(&database);
+        let server = Server::start(db.url());
         let status = server.terminate();
         assert!(
             status.is_some_and(|s| s.success()),

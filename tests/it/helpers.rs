@@ -64,6 +64,10 @@ impl TestDb {
         Self { dir, engine, url }
     }
 
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
     /// What `--database-url` (or `StoreConfig::new`) takes for this database.
     pub fn url(&self) -> String {
         self.url.clone()
@@ -125,6 +129,21 @@ impl TestDb {
             .map(|done| done.rows_affected());
         conn.close().await.expect("close the test's connection");
         result
+    }
+
+    /// The one integer `sql` (no bound values) answers, read behind the store's back.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        let conn = self.connect().await;
+        let backend = conn.get_database_backend();
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
+            .await
+            .expect("the query runs")
+            .expect("one row");
+        let value: i64 = row.try_get_by_index(0).expect("an integer");
+        conn.close().await.expect("close the test's connection");
+        value
     }
 
     pub async fn open(&self) -> Store {
