@@ -10,6 +10,11 @@
 # postgres, trust): one database per SQLite URL, named from its hash and created on first
 # use, so every run starts empty and a restart within a run finds its data again. It
 # execs shiplog, so the PID bench.sh measures is shiplog's.
+#
+# Give bench.sh a --shiplog-port below the ephemeral range (e.g. --shiplog-port 25600):
+# shiplog connects to PostgreSQL before it listens, and its own connections to the same
+# server tend to get the same local ports from run to run, 55600 (bench.sh's default)
+# among them, which then makes its listen fail with "Address already in use".
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -226,7 +226,10 @@ pub(super) enum Engine {
 /// reads inside a group see every group committed before it, and event sequence numbers
 /// (taken inside the group) are in commit order: a reader that sees event N sees every
 /// event below N that will ever commit (ARCHITECTURE.md, "Commit order").
-pub(super) const EVENTS_LOCK: &str = "SELECT pg_advisory_xact_lock(7285561927120155422)";
+///
+/// The first write's savepoint is opened in the same round trip.
+pub(super) const EVENTS_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(7285561927120155422); SAVEPOINT write";
 
 /// Wakes the tails of every instance at the COMMIT of a group that appended events.
 pub(super) const EVENTS_NOTIFY: &str = "SELECT pg_notify('shiplog_events', '')";
@@ -426,16 +429,23 @@ async fn executor_failed(
 
 /// The statements that bracket a group's writes, on the group's connection.
 trait Savepoints: ConnectionTrait {
+    /// Whether `control` takes several statements at once (one round trip for them).
+    const BATCHES: bool;
     fn control(&self, sql: &'static str) -> impl Future<Output = Result<(), DbErr>> + Send;
 }
 
 impl Savepoints for Direct {
+    const BATCHES: bool = false;
+
     async fn control(&self, sql: &'static str) -> Result<(), DbErr> {
         Direct::control(self, sql)
     }
 }
 
 impl Savepoints for DatabaseTransaction {
+    // PostgreSQL's simple query protocol runs every statement of the text.
+    const BATCHES: bool = true;
+
     async fn control(&self, sql: &'static str) -> Result<(), DbErr> {
         self.execute_unprepared(sql).await.map(drop)
     }
@@ -452,15 +462,19 @@ struct Ran {
 }
 
 /// Runs each write of the group in a SAVEPOINT of its own, inside the group's open
-/// transaction: a write that fails rolls back alone.
-async fn run_group(
-    db: &impl Savepoints,
+/// transaction: a write that fails rolls back alone. `first` opens the first write's
+/// savepoint (after whatever must come first in the same round trip). Where the
+/// connection takes several statements at once, one write's RELEASE and the next one's
+/// SAVEPOINT go together.
+async fn run_group<D: Savepoints>(
+    db: &D,
     state: &mut State,
     group: &[Job],
     ran: &mut Ran,
+    first: &'static str,
 ) -> Result<(), DbErr> {
-    for job in group {
-        db.control("SAVEPOINT write").await?;
+    db.control(first).await?;
+    for (i, job) in group.iter().enumerate() {
         let outcome = run_write(db, state, &job.write).await;
         if job.write.changes_webhooks() {
             state.webhooks = None;
@@ -475,7 +489,14 @@ async fn run_group(
         if outcome.is_err() {
             db.control("ROLLBACK TO write").await?;
         }
-        db.control("RELEASE write").await?;
+        if i + 1 == group.len() {
+            db.control("RELEASE write").await?;
+        } else if D::BATCHES {
+            db.control("RELEASE write; SAVEPOINT write").await?;
+        } else {
+            db.control("RELEASE write").await?;
+            db.control("SAVEPOINT write").await?;
+        }
         ran.outcomes.push(outcome);
     }
     ran.executed = Some(std::time::Instant::now());
@@ -496,7 +517,7 @@ async fn commit_sqlite(
     };
     let committed = async {
         db.control("BEGIN IMMEDIATE")?;
-        run_group(db, state, &group, &mut ran).await?;
+        run_group(db, state, &group, &mut ran, "SAVEPOINT write").await?;
         db.control("COMMIT")
     }
     .await;
@@ -527,8 +548,7 @@ async fn commit_postgres(
         Err(err) => Err(err),
         Ok(txn) => {
             let ran_group = async {
-                txn.control(EVENTS_LOCK).await?;
-                run_group(&txn, state, &group, &mut ran).await?;
+                run_group(&txn, state, &group, &mut ran, EVENTS_LOCK).await?;
                 if ran
                     .outcomes
                     .iter()
