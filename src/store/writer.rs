@@ -268,48 +268,56 @@ pub(super) fn spawn(
         webhooks: None,
         last_due: Timestamp::default(),
     };
-    match engine {
-        Engine::Sqlite { db, claim } => {
-            let writer = async move {
-                let mut group = Vec::with_capacity(MAX_GROUP);
-                // Sampled where the writer touches its queue: what is left behind when a
-                // group is taken, and what piled up while it was committed.
-                let mut queued = metrics::QueuedWrites::new();
-                // Ends when every `Store` clone is gone.
-                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-                    queued.set(rx.len());
-                    let group = std::mem::take(&mut group);
-                    commit_sqlite(&db, &mut publish, &mut state, &wake, group).await;
-                    queued.set(rx.len());
-                }
+    let on_sqlite = matches!(engine, Engine::Sqlite { .. });
+    let writer = async move {
+        drain(&mut rx, &engine, &mut publish, &mut state, &wake).await;
+        match engine {
+            Engine::Sqlite { db, claim } => {
                 // The database is let go for the next process only once this connection
                 // is closed.
                 drop(db);
                 drop(claim);
-            };
-            // The statements' futures complete at once; only waiting for the queue parks
-            // the thread.
-            std::thread::Builder::new()
-                .name("shiplog-writer".into())
-                .spawn(move || runtime.block_on(writer))?;
-        }
-        Engine::Postgres(db) => {
-            runtime.spawn(async move {
-                let mut group = Vec::with_capacity(MAX_GROUP);
-                let mut queued = metrics::QueuedWrites::new();
-                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-                    queued.set(rx.len());
-                    let group = std::mem::take(&mut group);
-                    commit_postgres(&db, &mut publish, &mut state, &wake, group).await;
-                    queued.set(rx.len());
-                }
+            }
+            Engine::Postgres(db) => {
                 if let Err(err) = db.close().await {
                     tracing::debug!(error = %err, "closing the writer's connection");
                 }
-            });
+            }
         }
+    };
+    if on_sqlite {
+        // The statements' futures complete at once; only waiting for the queue parks the
+        // thread.
+        std::thread::Builder::new()
+            .name("shiplog-writer".into())
+            .spawn(move || runtime.block_on(writer))?;
+    } else {
+        runtime.spawn(writer);
     }
     Ok(tx)
+}
+
+/// Commits the queued writes group by group until every `Store` clone is gone.
+async fn drain(
+    rx: &mut mpsc::Receiver<Job>,
+    engine: &Engine,
+    publish: &mut Publish,
+    state: &mut State,
+    wake: &Wake,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    // Sampled where the writer touches its queue: what is left behind when a group is
+    // taken, and what piled up while it was committed.
+    let mut queued = metrics::QueuedWrites::new();
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        queued.set(rx.len());
+        let taken = std::mem::take(&mut group);
+        match engine {
+            Engine::Sqlite { db, .. } => commit_sqlite(db, publish, state, wake, taken).await,
+            Engine::Postgres(db) => commit_postgres(db, publish, state, wake, taken).await,
+        }
+        queued.set(rx.len());
+    }
 }
 
 /// The active webhooks as this transaction sees them.

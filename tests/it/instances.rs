@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{action, create_input, TestDb, CREATE};
+use crate::metrics::subscribe_with;
 use crate::process::Server;
 use crate::webhooks::{seq_of, Receiver, CONFIGURE, CREATE_WEBHOOK, SECRET};
 
@@ -50,26 +49,7 @@ subscription Watch($after: String) {
 
 /// A graphql-transport-ws subscriber that records every event's cursor, in arrival order.
 async fn subscribe(addr: std::net::SocketAddr, after: String, seen: Arc<Mutex<Vec<String>>>) {
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .expect("a request");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect the WebSocket");
-    let send = |value: Value| Message::text(value.to_string());
-    ws.send(send(json!({ "type": "connection_init", "payload": {} })))
-        .await
-        .expect("init");
-    ws.send(send(json!({
-        "id": "1", "type": "subscribe",
-        "payload": { "query": WATCH, "variables": { "after": after } }
-    })))
-    .await
-    .expect("subscribe");
+    let mut ws = subscribe_with(addr, WATCH, json!({ "after": after })).await;
     // Until the server goes away (the killed one) or the test ends (the task is aborted).
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else {
@@ -85,9 +65,10 @@ async fn subscribe(addr: std::net::SocketAddr, after: String, seen: Arc<Mutex<Ve
                 seen.lock().unwrap().push(cursor.to_owned());
             }
             Some("ping") => {
-                let _ = ws.send(send(json!({ "type": "pong" }))).await;
+                let pong = Message::text(json!({ "type": "pong" }).to_string());
+                let _ = ws.send(pong).await;
             }
-            Some("connection_ack") | Some("pong") => {}
+            Some("pong") => {}
             _ => panic!("unexpected message: {value}"),
         }
     }

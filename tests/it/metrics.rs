@@ -522,7 +522,7 @@ impl Drop for Process {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn subscribe(addr: SocketAddr) -> Ws {
     subscribe_to(
@@ -534,6 +534,12 @@ async fn subscribe(addr: SocketAddr) -> Ws {
 
 /// A WebSocket with one subscription, `1`, to `query`.
 async fn subscribe_to(addr: SocketAddr, query: &str) -> Ws {
+    subscribe_with(addr, query, Value::Null).await
+}
+
+/// A WebSocket (graphql-transport-ws, acknowledged) with one subscription, `1`, to
+/// `query` with `variables` (none when null).
+pub async fn subscribe_with(addr: SocketAddr, query: &str, variables: Value) -> Ws {
     let mut request = format!("ws://{addr}/graphql/ws")
         .into_client_request()
         .expect("a request");
@@ -561,10 +567,13 @@ async fn subscribe_to(addr: SocketAddr, query: &str) -> Ws {
             }
         }
     }
-    ws.send(send(json!({
-        "id": "1", "type": "subscribe",
-        "payload": { "query": query }
-    })))
+    let mut payload = json!({ "query": query });
+    if !variables.is_null() {
+        payload["variables"] = variables;
+    }
+    ws.send(send(
+        json!({ "id": "1", "type": "subscribe", "payload": payload }),
+    ))
     .await
     .expect("subscribe");
     ws
