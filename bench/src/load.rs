@@ -705,19 +705,8 @@ struct Groups {
     commit: Duration,
 }
 
-/// The writer's statements for W1's writes, as it sends them to SQLite.
-const W5_ENVIRONMENT: &str = r#"SELECT "environments"."name", "environments"."id", "environments"."position", "environments"."tier", "environments"."required_approvals", "environments"."start_timeout_seconds", "environments"."updated_by", "environments"."updated_at" FROM "environments" WHERE "environments"."name" = ? LIMIT ?"#;
-const W5_INSERT_DEPLOYMENT: &str = r#"INSERT INTO "deployments" ("id", "service", "environment", "version", "requester", "work_refs", "risk", "rollback_plan", "status", "reviewed_by", "reviewed_at", "created_at", "updated_at", "idempotency_key", "required_approvals", "promoted_from", "release_notes", "started_at", "start_deadline") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"#;
-const W5_EVENT: &str = r#"INSERT INTO "deployment_events" ("id", "deployment_id", "service", "environment", "kind", "actor", "note", "from_status", "to_status", "occurred_at", "overrides") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "seq""#;
-const W5_DEPLOYMENT: &str = r#"SELECT "deployments"."id", "deployments"."service", "deployments"."environment", "deployments"."version", "deployments"."requester", "deployments"."work_refs", "deployments"."risk", "deployments"."rollback_plan", "deployments"."status", "deployments"."reviewed_by", "deployments"."reviewed_at", "deployments"."created_at", "deployments"."updated_at", "deployments"."idempotency_key", "deployments"."required_approvals", "deployments"."promoted_from", "deployments"."release_notes", "deployments"."started_at", "deployments"."start_deadline" FROM "deployments" WHERE "deployments"."id" = ? LIMIT ?"#;
-const W5_UPDATE: &str = r#"UPDATE "deployments" SET "status" = ?, "reviewed_by" = ?, "reviewed_at" = ?, "updated_at" = ?, "started_at" = ?, "start_deadline" = ? WHERE "deployments"."id" = ? AND "deployments"."status" = ?"#;
-const W5_OTHER_STARTED: &str = r#"SELECT "deployments"."id" FROM "deployments" WHERE "deployments"."service" = ? AND "deployments"."environment" = ? AND "deployments"."status" = ? AND "deployments"."id" <> ? LIMIT ?"#;
-const W5_NEWER_SUCCESS: &str = r#"SELECT "deployments"."id" FROM "deployments" WHERE "deployments"."service" = ? AND "deployments"."environment" = ? AND "deployments"."status" = ? AND ("created_at", "id") > (?, ?) ORDER BY "deployments"."created_at" DESC, "deployments"."id" DESC LIMIT ?"#;
-const W5_FREEZE_WINDOWS: &str = r#"SELECT "freeze_windows"."id", "freeze_windows"."environment", "freeze_windows"."reason", "freeze_windows"."starts_at", "freeze_windows"."ends_at", "freeze_windows"."cron", "freeze_windows"."duration_minutes", "freeze_windows"."time_zone", "freeze_windows"."created_by", "freeze_windows"."created_at", "freeze_windows"."removed_by", "freeze_windows"."removed_at", "freeze_windows"."removal_note" FROM "freeze_windows" WHERE "freeze_windows"."removed_at" IS NULL AND ("freeze_windows"."environment" IS NULL OR "freeze_windows"."environment" = ?) ORDER BY "freeze_windows"."created_at" ASC, "freeze_windows"."id" ASC"#;
-const W5_START_TIMEOUT: &str = r#"SELECT "environments"."start_timeout_seconds" FROM "environments" WHERE "environments"."name" = ? LIMIT ?"#;
-const W5_TARGET: &str = "SELECT service, environment, executor, repository, workflow, \
-     workflow_ref, environment_input, ref_input, token_env, url, secret, updated_by, updated_at \
-     FROM deployment_targets WHERE service = ? AND environment = ?";
+// The writer's statements for W1's writes: the very texts it runs.
+use shiplog::store::statements as writer_sql;
 
 /// One of W1's lifecycles, as far as it got.
 struct Lifecycle {
@@ -767,7 +756,7 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
 
     let event = |l: &Lifecycle, kind: &str, actor: &str, from: Option<&str>, to: &str, at: i64| {
         // The event's seq comes back, as the server reads it for the event it publishes.
-        conn.prepare_cached(W5_EVENT)?
+        conn.prepare_cached(writer_sql::INSERT_EVENT.sqlite())?
             .query_row(
                 params![
                     uuid::Uuid::now_v7().to_string(),
@@ -789,8 +778,8 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
     // The writer reads the row whole before it decides.
     let read = |l: &Lifecycle| -> Result<String, BenchError> {
         let status = conn
-            .prepare_cached(W5_DEPLOYMENT)?
-            .query_row(params![l.id, 1], |r| {
+            .prepare_cached(writer_sql::DEPLOYMENT.sqlite())?
+            .query_row(params![l.id], |r| {
                 for column in 0..19 {
                     let _: rusqlite::types::Value = r.get(column)?;
                 }
@@ -807,7 +796,7 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                       started: bool|
      -> Result<(), BenchError> {
         let at = chrono::Utc::now().timestamp_millis();
-        let changed = conn.prepare_cached(W5_UPDATE)?.execute(params![
+        let changed = conn.prepare_cached(writer_sql::UPDATE_STATUS.sqlite())?.execute(params![
             to,
             reviewed.then_some("bob"),
             reviewed.then_some(at),
@@ -829,14 +818,14 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
         match l.step {
             0 => {
                 let required_approvals = conn
-                    .prepare_cached(W5_ENVIRONMENT)?
-                    .query_row(params!["staging", 1], |r| r.get::<_, i64>(4))?;
+                    .prepare_cached(writer_sql::ENVIRONMENT.sqlite())?
+                    .query_row(params!["staging"], |r| r.get::<_, i64>(4))?;
                 // W1's create: a service of its own per lifecycle, as `lifecycle_vars`.
                 l.service = format!("w1-{i:07}");
                 l.id = uuid::Uuid::now_v7().to_string();
                 let at = chrono::Utc::now().timestamp_millis();
                 l.created_at = at;
-                conn.prepare_cached(W5_INSERT_DEPLOYMENT)?.execute(params![
+                conn.prepare_cached(writer_sql::INSERT_DEPLOYMENT.sqlite())?.execute(params![
                     l.id,
                     l.service,
                     "staging",
@@ -876,24 +865,17 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                 // The start's guards: another start running, a newer success, freezes,
                 // the start timeout; then the deploy target (W1 configures none).
                 let other = conn
-                    .prepare_cached(W5_OTHER_STARTED)?
-                    .query(params![l.service, "staging", "STARTED", l.id, 1])?
+                    .prepare_cached(writer_sql::OTHER_STARTED.sqlite())?
+                    .query(params![l.service, "staging", l.id])?
                     .next()?
                     .is_some();
                 let newer = conn
-                    .prepare_cached(W5_NEWER_SUCCESS)?
-                    .query(params![
-                        l.service,
-                        "staging",
-                        "SUCCEEDED",
-                        l.created_at,
-                        l.id,
-                        1
-                    ])?
+                    .prepare_cached(writer_sql::NEWER_SUCCEEDED.sqlite())?
+                    .query(params![l.service, "staging", l.created_at, l.id])?
                     .next()?
                     .is_some();
                 let frozen = conn
-                    .prepare_cached(W5_FREEZE_WINDOWS)?
+                    .prepare_cached(writer_sql::FREEZE_WINDOWS_OF.sqlite())?
                     .query(params!["staging"])?
                     .next()?
                     .is_some();
@@ -901,8 +883,8 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                     return Err("a start guard held; W5 sets none up".into());
                 }
                 let _timeout: Option<i64> = conn
-                    .prepare_cached(W5_START_TIMEOUT)?
-                    .query_row(params!["staging", 1], |r| r.get(0))?;
+                    .prepare_cached(writer_sql::START_TIMEOUT.sqlite())?
+                    .query_row(params!["staging"], |r| r.get(0))?;
                 transition(
                     l,
                     "APPROVED",
@@ -913,7 +895,7 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                     true,
                 )?;
                 let target = conn
-                    .prepare_cached(W5_TARGET)?
+                    .prepare_cached(writer_sql::TARGET.sqlite())?
                     .query(params![l.service, "staging"])?
                     .next()?
                     .is_some();

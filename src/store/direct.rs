@@ -29,7 +29,8 @@ use sea_orm::{
     RuntimeErr, Statement,
 };
 
-use super::MMAP_BYTES;
+use super::statements::{self, Bind, Columns, Run};
+use super::{StoreError, MMAP_BYTES};
 
 /// Prepared statements kept per connection. The write path has a few dozen shapes.
 const STATEMENTS: usize = 128;
@@ -136,6 +137,61 @@ impl Direct {
         }
         Ok(found)
     }
+}
+
+/// The store's frequent statements, bound and read in place: no SeaORM statement, no
+/// value maps.
+impl Run for Direct {
+    async fn change(&self, sql: &statements::Sql, binds: &[Bind<'_>]) -> Result<u64, DbErr> {
+        let conn = self.conn()?;
+        let mut prepared = conn.prepare_cached(sql.sqlite()).map_err(exec_error)?;
+        let changed = prepared
+            .execute(rusqlite::params_from_iter(binds))
+            .map_err(exec_error)?;
+        Ok(changed as u64)
+    }
+
+    async fn rows<T: Send>(
+        &self,
+        sql: &statements::Sql,
+        binds: &[Bind<'_>],
+        limit: Option<usize>,
+        mut read: impl FnMut(&dyn Columns) -> Result<T, StoreError> + Send,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn()?;
+        let mut prepared = conn.prepare_cached(sql.sqlite()).map_err(query_error)?;
+        let mut rows = prepared
+            .query(rusqlite::params_from_iter(binds))
+            .map_err(query_error)?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().map_err(query_error)? {
+            found.push(read(row)?);
+            if limit.is_some_and(|limit| found.len() >= limit) {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, at: usize) -> Result<String, StoreError> {
+        self.get(at).map_err(column_error)
+    }
+    fn maybe_text(&self, at: usize) -> Result<Option<String>, StoreError> {
+        self.get(at).map_err(column_error)
+    }
+    fn int(&self, at: usize) -> Result<i64, StoreError> {
+        self.get(at).map_err(column_error)
+    }
+    fn maybe_int(&self, at: usize) -> Result<Option<i64>, StoreError> {
+        self.get(at).map_err(column_error)
+    }
+}
+
+/// A column that is not what the schema declares.
+fn column_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt(format!("a stored row: {err}"))
 }
 
 #[async_trait::async_trait]

@@ -10,6 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::environment;
+use super::statements::{self, Bind, Columns, Run};
 use super::{immediate, now, writer, Store, StoreError};
 use crate::domain::{Environment, EnvironmentConfig, ProductionEnvironments};
 
@@ -132,12 +133,17 @@ impl Known {
 /// The environment named `name` (trimmed), registered by use first if it is new. Runs
 /// inside the caller's write transaction.
 pub(super) async fn registered(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     name: &str,
     production: &ProductionEnvironments,
 ) -> Result<Environment, StoreError> {
     let name = name.trim();
-    if let Some(row) = environment::Entity::find_by_id(name).one(txn).await? {
+    let found = txn
+        .row(&statements::ENVIRONMENT, &[Bind::Text(name)], |row| {
+            model(row)
+        })
+        .await?;
+    if let Some(row) = found {
         return from_row(row);
     }
     let environment = Environment::register(name, production, Uuid::now_v7(), now());
@@ -149,7 +155,7 @@ pub(super) async fn registered(
 
 /// Registers the environment if it is new, then applies the configuration.
 pub(super) async fn configure(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     config: &EnvironmentConfig,
     production: &ProductionEnvironments,
 ) -> Result<Environment, StoreError> {
@@ -198,6 +204,20 @@ fn row(e: &Environment) -> environment::ActiveModel {
         updated_by: Set(e.updated_by.clone()),
         updated_at: Set(e.updated_at.timestamp_millis()),
     }
+}
+
+/// An `environments` row, its columns in `statements::ENVIRONMENT` order.
+pub(super) fn model(row: &(impl Columns + ?Sized)) -> Result<environment::Model, StoreError> {
+    Ok(environment::Model {
+        name: row.text(0)?,
+        id: row.text(1)?,
+        position: row.int(2)?,
+        tier: row.text(3)?,
+        required_approvals: row.int(4)?,
+        start_timeout_seconds: row.maybe_int(5)?,
+        updated_by: row.maybe_text(6)?,
+        updated_at: row.int(7)?,
+    })
 }
 
 fn from_row(row: environment::Model) -> Result<Environment, StoreError> {

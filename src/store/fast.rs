@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::entity::{deployment, environment, event};
-use super::{rows, StoreError, StoredEvent, MMAP_BYTES};
+use super::entity::{environment, event};
+use super::{environments, rows, statements, StoreError, StoredEvent, MMAP_BYTES};
 use crate::domain::Deployment;
 
 /// Connections kept for reuse; more may be open at once under load, and are closed after.
@@ -97,7 +97,7 @@ impl FastReads {
         let params = sqlite_values(params)?;
         self.run(1, move |conn| {
             all(conn, &sql, params, |row| {
-                rows::deployment(deployment_model(row).map_err(fault)?)
+                rows::deployment(rows::deployment_model(row)?)
             })
         })
         .await
@@ -127,26 +127,13 @@ impl FastReads {
     ) -> Result<Option<environment::Model>, StoreError> {
         self.run(1, move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT name, id, position, tier, required_approvals, \
-                     start_timeout_seconds, updated_by, updated_at FROM environments \
-                     WHERE name = ?",
-                )
+                .prepare_cached(statements::ENVIRONMENT.sqlite())
                 .map_err(fault)?;
             let mut rows = stmt.query([name]).map_err(fault)?;
-            let Some(row) = rows.next().map_err(fault)? else {
-                return Ok(None);
-            };
-            Ok(Some(environment::Model {
-                name: row.get(0).map_err(fault)?,
-                id: row.get(1).map_err(fault)?,
-                position: row.get(2).map_err(fault)?,
-                tier: row.get(3).map_err(fault)?,
-                required_approvals: row.get(4).map_err(fault)?,
-                start_timeout_seconds: row.get(5).map_err(fault)?,
-                updated_by: row.get(6).map_err(fault)?,
-                updated_at: row.get(7).map_err(fault)?,
-            }))
+            match rows.next().map_err(fault)? {
+                Some(row) => environments::model(row).map(Some),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -204,37 +191,8 @@ fn all<T, P: rusqlite::ToSql>(
     Ok(found)
 }
 
-/// The columns of `deployment::Model`, in its field order.
-pub(super) const DEPLOYMENT_COLUMNS: &str = "id, service, environment, version, requester, \
-     work_refs, risk, rollback_plan, status, reviewed_by, reviewed_at, created_at, updated_at, \
-     idempotency_key, required_approvals, promoted_from, release_notes, started_at, start_deadline";
-
 const EVENT_COLUMNS: &str = "seq, id, deployment_id, service, environment, kind, actor, note, \
      from_status, to_status, occurred_at, overrides";
-
-fn deployment_model(row: &Row<'_>) -> rusqlite::Result<deployment::Model> {
-    Ok(deployment::Model {
-        id: row.get(0)?,
-        service: row.get(1)?,
-        environment: row.get(2)?,
-        version: row.get(3)?,
-        requester: row.get(4)?,
-        work_refs: row.get(5)?,
-        risk: row.get(6)?,
-        rollback_plan: row.get(7)?,
-        status: row.get(8)?,
-        reviewed_by: row.get(9)?,
-        reviewed_at: row.get(10)?,
-        created_at: row.get(11)?,
-        updated_at: row.get(12)?,
-        idempotency_key: row.get(13)?,
-        required_approvals: row.get(14)?,
-        promoted_from: row.get(15)?,
-        release_notes: row.get(16)?,
-        started_at: row.get(17)?,
-        start_deadline: row.get(18)?,
-    })
-}
 
 fn event_model(row: &Row<'_>) -> rusqlite::Result<event::Model> {
     Ok(event::Model {

@@ -4,12 +4,11 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::statements::{self, Bind, Columns, Run};
 use super::{environments, now, writer, Store, StoreError};
 use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow, MAX_FREEZE_WINDOWS};
 use crate::domain::ProductionEnvironments;
@@ -111,30 +110,30 @@ impl Store {
 
 /// The windows not removed, oldest first; with `environment`, those that cover it.
 pub(super) async fn in_force(
-    db: &impl ConnectionTrait,
+    db: &impl Run,
     environment: Option<&str>,
 ) -> Result<Vec<FreezeWindow>, StoreError> {
-    let mut query = entity::Entity::find().filter(entity::Column::RemovedAt.is_null());
-    if let Some(environment) = environment {
-        query = query.filter(
-            Condition::any()
-                .add(entity::Column::Environment.is_null())
-                .add(entity::Column::Environment.eq(environment.trim())),
-        );
-    }
-    query
-        .order_by_asc(entity::Column::CreatedAt)
-        .order_by_asc(entity::Column::Id)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    let rows = match environment {
+        Some(environment) => {
+            db.rows(
+                &statements::FREEZE_WINDOWS_OF,
+                &[Bind::Text(environment.trim())],
+                None,
+                model,
+            )
+            .await?
+        }
+        None => {
+            db.rows(&statements::FREEZE_WINDOWS, &[], None, model)
+                .await?
+        }
+    };
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Inside the writer: checks the limit, registers the environment, inserts.
 pub(super) async fn create(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     new: &NewFreezeWindow,
     production: &ProductionEnvironments,
 ) -> Result<FreezeWindow, StoreError> {
@@ -211,6 +210,25 @@ fn row(w: &FreezeWindow) -> entity::ActiveModel {
         removed_at: Set(w.removed_at.map(|t| t.timestamp_millis())),
         removal_note: Set(w.removal_note.clone()),
     }
+}
+
+/// A `freeze_windows` row, its columns in `statements::FREEZE_WINDOWS` order.
+fn model(row: &dyn Columns) -> Result<entity::Model, StoreError> {
+    Ok(entity::Model {
+        id: row.text(0)?,
+        environment: row.maybe_text(1)?,
+        reason: row.text(2)?,
+        starts_at: row.maybe_int(3)?,
+        ends_at: row.maybe_int(4)?,
+        cron: row.maybe_text(5)?,
+        duration_minutes: row.maybe_int(6)?,
+        time_zone: row.text(7)?,
+        created_by: row.text(8)?,
+        created_at: row.int(9)?,
+        removed_by: row.maybe_text(10)?,
+        removed_at: row.maybe_int(11)?,
+        removal_note: row.maybe_text(12)?,
+    })
 }
 
 fn from_row(row: entity::Model) -> Result<FreezeWindow, StoreError> {

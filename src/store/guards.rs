@@ -7,14 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use uuid::Uuid;
 
 use super::entity::deployment;
+use super::statements::{self, Bind, Run};
 use super::{rows, Store, StoreError};
 use crate::domain::{Deployment, Refusal, StartFacts, Status};
 
@@ -22,10 +19,7 @@ use crate::domain::{Deployment, Refusal, StartFacts, Status};
 const ONE_STARTED_COLUMNS: &str = "deployments.service, deployments.environment";
 
 /// The facts of a start of `d`, read in the write transaction `txn`.
-pub(super) async fn start_facts(
-    txn: &impl ConnectionTrait,
-    d: &Deployment,
-) -> Result<StartFacts, StoreError> {
+pub(super) async fn start_facts(txn: &impl Run, d: &Deployment) -> Result<StartFacts, StoreError> {
     Ok(StartFacts {
         started: started_in(txn, d).await?,
         newer_succeeded: newer_succeeded(txn, d).await?,
@@ -33,57 +27,44 @@ pub(super) async fn start_facts(
 }
 
 /// The STARTED deployment of `d`'s service and environment, other than `d`.
-async fn started_in(
-    txn: &impl ConnectionTrait,
-    d: &Deployment,
-) -> Result<Option<Uuid>, StoreError> {
-    let id: Option<String> = deployment::Entity::find()
-        .select_only()
-        .column(deployment::Column::Id)
-        .filter(deployment::Column::Service.eq(d.service.as_str()))
-        .filter(deployment::Column::Environment.eq(d.environment.as_str()))
-        .filter(deployment::Column::Status.eq(Status::Started.as_str()))
-        .filter(deployment::Column::Id.ne(d.id.to_string()))
-        .into_tuple()
-        .one(txn)
+async fn started_in(txn: &impl Run, d: &Deployment) -> Result<Option<Uuid>, StoreError> {
+    let id = d.id.to_string();
+    let found = txn
+        .row(
+            &statements::OTHER_STARTED,
+            &[
+                Bind::Text(&d.service),
+                Bind::Text(&d.environment),
+                Bind::Text(&id),
+            ],
+            |row| row.text(0),
+        )
         .await?;
-    id.as_deref().map(uuid).transpose()
+    found.as_deref().map(uuid).transpose()
 }
 
 /// The newest SUCCEEDED deployment of `d`'s service and environment created after `d`.
-async fn newer_succeeded(
-    txn: &impl ConnectionTrait,
-    d: &Deployment,
-) -> Result<Option<Uuid>, StoreError> {
-    let id: Option<String> = deployment::Entity::find()
-        .select_only()
-        .column(deployment::Column::Id)
-        .filter(deployment::Column::Service.eq(d.service.as_str()))
-        .filter(deployment::Column::Environment.eq(d.environment.as_str()))
-        .filter(deployment::Column::Status.eq(Status::Succeeded.as_str()))
-        .filter(
-            Expr::tuple([
-                Expr::col(deployment::Column::CreatedAt),
-                Expr::col(deployment::Column::Id),
-            ])
-            .gt(Expr::tuple([
-                Expr::value(d.created_at.timestamp_millis()),
-                Expr::value(d.id.to_string()),
-            ])),
+async fn newer_succeeded(txn: &impl Run, d: &Deployment) -> Result<Option<Uuid>, StoreError> {
+    let id = d.id.to_string();
+    let found = txn
+        .row(
+            &statements::NEWER_SUCCEEDED,
+            &[
+                Bind::Text(&d.service),
+                Bind::Text(&d.environment),
+                Bind::Int(d.created_at.timestamp_millis()),
+                Bind::Text(&id),
+            ],
+            |row| row.text(0),
         )
-        .order_by_desc(deployment::Column::CreatedAt)
-        .order_by_desc(deployment::Column::Id)
-        .limit(1)
-        .into_tuple()
-        .one(txn)
         .await?;
-    id.as_deref().map(uuid).transpose()
+    found.as_deref().map(uuid).transpose()
 }
 
 /// The answer of the UPDATE that starts `d`: should `deployments_one_started` have refused
 /// it (a path that skipped the guards), the refusal is ENVIRONMENT_BUSY like the guard's.
 pub(super) async fn one_started<T>(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     d: &Deployment,
     updated: Result<T, DbErr>,
 ) -> Result<T, StoreError> {

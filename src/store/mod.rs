@@ -22,6 +22,7 @@ mod promotion;
 mod release_notes;
 mod rows;
 mod sql;
+pub mod statements;
 mod tail;
 mod timeouts;
 mod train;
@@ -807,7 +808,7 @@ fn page_sql(
     after: Option<DeploymentKey>,
 ) -> (String, Vec<sea_orm::Value>) {
     let (mut sql, mut params) = filter_sql(
-        format!("SELECT {} FROM deployments", fast::DEPLOYMENT_COLUMNS),
+        format!("SELECT {} FROM deployments", statements::DEPLOYMENT_COLUMNS),
         filter,
     );
     if let Some(key) = after {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, QueryResult, Statement, Value};
 use uuid::Uuid;
 
+use super::statements::{self, Bind, Columns, Run};
 use super::{now, Store, StoreError, Written};
 use crate::domain::integrations::{
     AttemptReport, DeliveryStatus, DeploymentTarget, Execution, ExecutionAction, ExecutionStatus,
@@ -507,56 +508,52 @@ pub(super) async fn redeliver(
 
 // ------------------------------------------------------------------ targets and executions
 
-const TARGET_COLUMNS: &str = "service, environment, executor, repository, workflow, workflow_ref, \
-     environment_input, ref_input, token_env, url, secret, updated_by, updated_at";
-
-fn settings(row: &QueryResult) -> Result<ExecutorSettings, StoreError> {
-    let executor: String = get(row, "executor")?;
-    let text = |column: &str| -> Result<String, StoreError> {
-        Ok(get::<Option<String>>(row, column)?.unwrap_or_default())
-    };
+/// A target's executor settings, from `target`'s columns.
+fn settings(row: &dyn Columns) -> Result<ExecutorSettings, StoreError> {
+    let executor = row.text(2)?;
+    let text =
+        |at: usize| -> Result<String, StoreError> { Ok(row.maybe_text(at)?.unwrap_or_default()) };
     match ExecutorKind::parse(&executor) {
         Some(ExecutorKind::GitHubActions) => {
             Ok(ExecutorSettings::GitHubActions(GitHubActionsSettings {
-                repository: text("repository")?,
-                workflow: text("workflow")?,
-                workflow_ref: text("workflow_ref")?,
-                environment_input: text("environment_input")?,
-                ref_input: text("ref_input")?,
-                token_env: text("token_env")?,
+                repository: text(3)?,
+                workflow: text(4)?,
+                workflow_ref: text(5)?,
+                environment_input: text(6)?,
+                ref_input: text(7)?,
+                token_env: text(8)?,
             }))
         }
         Some(ExecutorKind::Http) => Ok(ExecutorSettings::Http(HttpSettings {
-            url: text("url")?,
-            secret: text("secret")?,
+            url: text(9)?,
+            secret: text(10)?,
         })),
         None => Err(StoreError::Corrupt(format!("executor {executor:?}"))),
     }
 }
 
-fn target(row: &QueryResult) -> Result<DeploymentTarget, StoreError> {
+/// A `deployment_targets` row, its columns in `statements::TARGET` order.
+fn target(row: &dyn Columns) -> Result<DeploymentTarget, StoreError> {
     Ok(DeploymentTarget {
-        service: get(row, "service")?,
-        environment: get(row, "environment")?,
+        service: row.text(0)?,
+        environment: row.text(1)?,
         settings: settings(row)?,
-        updated_by: get(row, "updated_by")?,
-        updated_at: time(get(row, "updated_at")?)?,
+        updated_by: row.text(11)?,
+        updated_at: time(row.int(12)?)?,
     })
 }
 
 async fn target_of(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     service: &str,
     environment: &str,
 ) -> Result<Option<DeploymentTarget>, StoreError> {
-    let sql = format!(
-        "SELECT {TARGET_COLUMNS} FROM deployment_targets WHERE service = ? AND environment = ?"
-    );
-    txn.query_one_raw(stmt(txn, &sql, vec![service.into(), environment.into()]))
-        .await?
-        .as_ref()
-        .map(target)
-        .transpose()
+    txn.row(
+        &statements::TARGET,
+        &[Bind::Text(service), Bind::Text(environment)],
+        target,
+    )
+    .await
 }
 
 pub(super) async fn configure_target(
@@ -612,7 +609,7 @@ pub(super) async fn configure_target(
 }
 
 pub(super) async fn remove_target(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     service: &str,
     environment: &str,
 ) -> Result<DeploymentTarget, StoreError> {
@@ -650,7 +647,7 @@ async fn live_version(
 /// Writes the execution the event just written asks of its place's target, if any, in
 /// its transaction. Returns whether one was written.
 pub(super) async fn enqueue_execution(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     written: &Written,
     at: Timestamp,
 ) -> Result<bool, StoreError> {
@@ -913,15 +910,9 @@ impl Store {
 
     /// Every deployment target, by service then environment.
     pub async fn deployment_targets(&self) -> Result<Vec<DeploymentTarget>, StoreError> {
-        let sql = format!(
-            "SELECT {TARGET_COLUMNS} FROM deployment_targets ORDER BY service, environment"
-        );
         self.read
-            .query_all_raw(stmt(&self.read, &sql, vec![]))
-            .await?
-            .iter()
-            .map(target)
-            .collect()
+            .rows(&statements::TARGETS, &[], None, target)
+            .await
     }
 
     /// The latest execution of each of these deployments, in one statement.

@@ -1,11 +1,12 @@
 //! Promotion, inside the writer's transaction: read the source and the release train, let
 //! the domain decide, insert the new deployment and its CREATED event.
 
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::entity::{deployment, environment, event};
-use super::{environments, now, rows, writer, Store, StoreError, StoredEvent, Written};
+use super::entity::environment;
+use super::statements::Run;
+use super::{environments, now, rows, writer, Store, StoreError, Written};
 use crate::domain::{Deployment, Place, ProductionEnvironments, Promotion, PromotionRefused};
 
 impl Store {
@@ -24,7 +25,7 @@ impl Store {
 
 /// The promotion's outcome, and whether it wrote anything (false for an idempotent retry).
 pub(super) async fn promote(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     promotion: &Promotion,
     production: &ProductionEnvironments,
 ) -> Result<(Written, bool), StoreError> {
@@ -77,29 +78,11 @@ pub(super) async fn promote(
     let (deployment, event) = promotion
         .create(&source, &target, Uuid::now_v7(), Uuid::now_v7(), now())
         .map_err(StoreError::Invalid)?;
-    deployment::Entity::insert(rows::deployment_row(
-        &deployment,
-        promotion.idempotency_key().map(str::to_owned),
-    )?)
-    .exec_without_returning(txn)
-    .await?;
-    let seq = event::Entity::insert(rows::event_row(&event))
-        .exec(txn)
-        .await?
-        .last_insert_id;
-    Ok((
-        Written {
-            deployment,
-            event: StoredEvent { seq, event },
-        },
-        true,
-    ))
+    rows::insert_deployment(txn, &deployment, promotion.idempotency_key()).await?;
+    let event = rows::insert_event(txn, event).await?;
+    Ok((Written { deployment, event }, true))
 }
 
-async fn find(txn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Deployment>, StoreError> {
-    deployment::Entity::find_by_id(id.to_string())
-        .one(txn)
-        .await?
-        .map(rows::deployment)
-        .transpose()
+async fn find(txn: &impl Run, id: Uuid) -> Result<Option<Deployment>, StoreError> {
+    rows::find_deployment(txn, &id.to_string()).await
 }

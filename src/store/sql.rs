@@ -23,11 +23,14 @@ pub(crate) fn statement(
     values: impl IntoIterator<Item = Value>,
 ) -> Statement {
     match backend {
-        DbBackend::Postgres => {
-            Statement::from_sql_and_values(backend, without_hints(&numbered(sql)), values)
-        }
+        DbBackend::Postgres => Statement::from_sql_and_values(backend, postgres_text(sql), values),
         _ => Statement::from_sql_and_values(backend, sql, values),
     }
+}
+
+/// PostgreSQL's text of a statement written for SQLite (see the module's comment).
+pub(crate) fn postgres_text(sql: &str) -> String {
+    without_hints(&numbered(sql))
 }
 
 /// A statement without bound values.

@@ -7,13 +7,12 @@
 
 use std::sync::Arc;
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::ConnectionTrait;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::entity::{deployment, environment, event};
-use super::{now, rows, writer, Store, StoreError, StoredEvent, Written};
+use super::statements::{self, Bind, Run};
+use super::{now, rows, writer, Store, StoreError, Written};
 use crate::domain::{Action, Refusal, Status, Timestamp};
 
 /// The next deadlines of STARTED deployments, earliest first, at most 64 of them (the
@@ -71,14 +70,15 @@ impl Store {
 
 /// The start timeout of `environment` now, read inside the start's write transaction.
 pub(super) async fn timeout_in_force(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     environment_name: &str,
 ) -> Result<Option<u32>, StoreError> {
-    let seconds: Option<Option<i64>> = environment::Entity::find_by_id(environment_name.trim())
-        .select_only()
-        .column(environment::Column::StartTimeoutSeconds)
-        .into_tuple()
-        .one(txn)
+    let seconds = txn
+        .row(
+            &statements::START_TIMEOUT,
+            &[Bind::Text(environment_name.trim())],
+            |row| row.maybe_int(0),
+        )
         .await?;
     seconds
         .flatten()
@@ -93,12 +93,10 @@ pub(super) async fn timeout_in_force(
 /// The timeout's write, inside the writer's transaction: the domain decides on the
 /// deployment as it is now, and the status is compare-and-set from STARTED, so an
 /// outcome that committed first wins and the timeout is recorded at most once.
-pub(super) async fn time_out(txn: &impl ConnectionTrait, id: Uuid) -> Result<Written, StoreError> {
-    let row = deployment::Entity::find_by_id(id.to_string())
-        .one(txn)
+pub(super) async fn time_out(txn: &impl Run, id: Uuid) -> Result<Written, StoreError> {
+    let current = rows::find_deployment(txn, &id.to_string())
         .await?
         .ok_or(StoreError::NotFound(id))?;
-    let current = rows::deployment(row)?;
     let refused = || -> StoreError {
         Refusal::Conflict {
             status: current.status,
@@ -109,28 +107,12 @@ pub(super) async fn time_out(txn: &impl ConnectionTrait, id: Uuid) -> Result<Wri
     let Some((next, event)) = current.time_out(Uuid::now_v7(), now()) else {
         return Err(refused());
     };
-    let updated = deployment::Entity::update_many()
-        .col_expr(
-            deployment::Column::Status,
-            Expr::value(next.status.as_str()),
-        )
-        .col_expr(
-            deployment::Column::UpdatedAt,
-            Expr::value(next.updated_at.timestamp_millis()),
-        )
-        .filter(deployment::Column::Id.eq(id.to_string()))
-        .filter(deployment::Column::Status.eq(Status::Started.as_str()))
-        .exec(txn)
-        .await?;
-    if updated.rows_affected != 1 {
+    if rows::update_status(txn, &next, Status::Started).await? != 1 {
         return Err(refused());
     }
-    let seq = event::Entity::insert(rows::event_row(&event))
-        .exec(txn)
-        .await?
-        .last_insert_id;
+    let event = rows::insert_event(txn, event).await?;
     Ok(Written {
         deployment: next,
-        event: StoredEvent { seq, event },
+        event,
     })
 }

@@ -13,12 +13,11 @@
 
 use std::sync::Arc;
 
-use sea_orm::sea_query::Expr;
 use std::future::Future;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -30,8 +29,9 @@ use super::freeze;
 use super::guards;
 use super::outbox::{self, Delivery};
 use super::promotion;
+use super::statements::{self, Bind, Run};
 use super::timeouts;
-use super::{now, rows, Live, StoreError, StoredEvent, Written};
+use super::{now, rows, Live, StoreError, Written};
 use crate::domain::freeze::{FreezeRemoval, FreezeWindow, NewFreezeWindow};
 use crate::domain::integrations::{
     AttemptReport, DeploymentTarget, ExecutorKind, NewTarget, NewWebhook, RetryPolicy, Webhook,
@@ -337,7 +337,7 @@ async fn webhooks(
 /// event asks for in the same savepoint. Returns its outcome and whether the outbox has
 /// new work.
 async fn run_write(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     state: &mut State,
     write: &Write,
 ) -> Result<(Outcome, bool), StoreError> {
@@ -418,7 +418,7 @@ async fn run_write(
 /// Records FAILED on a deployment whose DEPLOY trigger failed for good, if it is still
 /// STARTED (an outcome its executor or anyone reported first wins).
 async fn executor_failed(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     id: Uuid,
     executor: ExecutorKind,
     error: &str,
@@ -436,7 +436,7 @@ async fn executor_failed(
 }
 
 /// The statements that bracket a group's writes, on the group's connection.
-trait Savepoints: ConnectionTrait {
+trait Savepoints: Run {
     /// Whether `control` takes several statements at once (one round trip for them).
     const BATCHES: bool;
     fn control(&self, sql: &'static str) -> impl Future<Output = Result<(), DbErr>> + Send;
@@ -672,7 +672,7 @@ fn answer_group(
 /// The environment is registered by use if it is new; its tier decides whether the risk
 /// is required, and its `required_approvals` is kept on the deployment.
 async fn create(
-    txn: &impl ConnectionTrait,
+    txn: &impl Run,
     new: &NewDeployment,
     production: &ProductionEnvironments,
 ) -> Result<Done, StoreError> {
@@ -699,18 +699,10 @@ async fn create(
         now(),
     )
     .map_err(StoreError::Invalid)?;
-    deployment::Entity::insert(rows::deployment_row(&deployment, key)?)
-        .exec_without_returning(txn)
-        .await?;
-    let seq = event::Entity::insert(rows::event_row(&event))
-        .exec(txn)
-        .await?
-        .last_insert_id;
+    rows::insert_deployment(txn, &deployment, key.as_deref()).await?;
+    let event = rows::insert_event(txn, event).await?;
     Ok(Done {
-        written: Written {
-            deployment,
-            event: StoredEvent { seq, event },
-        },
+        written: Written { deployment, event },
         fresh: true,
     })
 }
@@ -742,31 +734,22 @@ pub(super) async fn created_with_key(
 
 /// Who has approved the deployment so far: the actors of its APPROVED events, read
 /// inside the write transaction so that concurrent approvals are counted one by one.
-async fn approvals_of(txn: &impl ConnectionTrait, id: Uuid) -> Result<Approvals, StoreError> {
-    let actors: Vec<String> = event::Entity::find()
-        .select_only()
-        .column(event::Column::Actor)
-        .filter(event::Column::DeploymentId.eq(id.to_string()))
-        .filter(event::Column::Kind.eq(EventKind::Approved.as_str()))
-        .order_by_asc(event::Column::Seq)
-        .into_tuple()
-        .all(txn)
+async fn approvals_of(txn: &impl Run, id: Uuid) -> Result<Approvals, StoreError> {
+    let id = id.to_string();
+    let actors = txn
+        .rows(&statements::APPROVERS, &[Bind::Text(&id)], None, |row| {
+            row.text(0)
+        })
         .await?;
     Ok(Approvals::new(actors))
 }
 
 /// Reads the deployment, lets the domain decide, compare-and-sets the status and appends
 /// the event. The read is inside the write transaction, so nothing changes in between.
-async fn transition(
-    txn: &impl ConnectionTrait,
-    id: Uuid,
-    command: &ActionCommand,
-) -> Result<Done, StoreError> {
-    let row = deployment::Entity::find_by_id(id.to_string())
-        .one(txn)
+async fn transition(txn: &impl Run, id: Uuid, command: &ActionCommand) -> Result<Done, StoreError> {
+    let current = rows::find_deployment(txn, &id.to_string())
         .await?
         .ok_or(StoreError::NotFound(id))?;
-    let current = rows::deployment(row)?;
     let approvals = if current.needs_approvals(command.action()) {
         approvals_of(txn, id).await?
     } else {
@@ -791,51 +774,20 @@ async fn transition(
         next
     };
 
-    let updated = deployment::Entity::update_many()
-        .col_expr(
-            deployment::Column::Status,
-            Expr::value(next.status.as_str()),
-        )
-        .col_expr(
-            deployment::Column::ReviewedBy,
-            Expr::value(next.reviewed_by.clone()),
-        )
-        .col_expr(
-            deployment::Column::ReviewedAt,
-            Expr::value(next.reviewed_at.map(|t| t.timestamp_millis())),
-        )
-        .col_expr(
-            deployment::Column::UpdatedAt,
-            Expr::value(next.updated_at.timestamp_millis()),
-        )
-        .col_expr(
-            deployment::Column::StartedAt,
-            Expr::value(next.started_at.map(|t| t.timestamp_millis())),
-        )
-        .col_expr(
-            deployment::Column::StartDeadline,
-            Expr::value(next.start_deadline.map(|t| t.timestamp_millis())),
-        )
-        .filter(deployment::Column::Id.eq(id.to_string()))
-        .filter(deployment::Column::Status.eq(current.status.as_str()))
-        .exec(txn)
-        .await;
+    let updated = rows::update_status(txn, &next, current.status).await;
     let updated = guards::one_started(txn, &current, updated).await?;
-    if updated.rows_affected != 1 {
+    if updated != 1 {
         return Err(Refusal::Conflict {
             status: current.status,
             action: command.action(),
         }
         .into());
     }
-    let seq = event::Entity::insert(rows::event_row(&event))
-        .exec(txn)
-        .await?
-        .last_insert_id;
+    let event = rows::insert_event(txn, event).await?;
     Ok(Done {
         written: Written {
             deployment: next,
-            event: StoredEvent { seq, event },
+            event,
         },
         fresh: true,
     })
