@@ -796,16 +796,18 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                       started: bool|
      -> Result<(), BenchError> {
         let at = chrono::Utc::now().timestamp_millis();
-        let changed = conn.prepare_cached(writer_sql::UPDATE_STATUS.sqlite())?.execute(params![
-            to,
-            reviewed.then_some("bob"),
-            reviewed.then_some(at),
-            at,
-            started.then_some(at),
-            None::<i64>,
-            l.id,
-            from,
-        ])?;
+        let changed = conn
+            .prepare_cached(writer_sql::UPDATE_STATUS.sqlite())?
+            .execute(params![
+                to,
+                reviewed.then_some("bob"),
+                reviewed.then_some(at),
+                at,
+                started.then_some(at),
+                None::<i64>,
+                l.id,
+                from,
+            ])?;
         if changed != 1 {
             return Err(format!("{kind}: the compare-and-set changed {changed} rows").into());
         }
@@ -825,27 +827,28 @@ fn w5_groups(db: &Path, run: Duration, size: usize) -> Result<Groups, BenchError
                 l.id = uuid::Uuid::now_v7().to_string();
                 let at = chrono::Utc::now().timestamp_millis();
                 l.created_at = at;
-                conn.prepare_cached(writer_sql::INSERT_DEPLOYMENT.sqlite())?.execute(params![
-                    l.id,
-                    l.service,
-                    "staging",
-                    format!("v2.{i}"),
-                    "alice",
-                    "[\"JIRA-7\"]",
-                    "low",
-                    "redeploy the previous version",
-                    "PENDING_APPROVAL",
-                    None::<String>,
-                    None::<i64>,
-                    at,
-                    at,
-                    None::<String>,
-                    required_approvals,
-                    None::<String>,
-                    None::<String>,
-                    None::<i64>,
-                    None::<i64>,
-                ])?;
+                conn.prepare_cached(writer_sql::INSERT_DEPLOYMENT.sqlite())?
+                    .execute(params![
+                        l.id,
+                        l.service,
+                        "staging",
+                        format!("v2.{i}"),
+                        "alice",
+                        "[\"JIRA-7\"]",
+                        "low",
+                        "redeploy the previous version",
+                        "PENDING_APPROVAL",
+                        None::<String>,
+                        None::<i64>,
+                        at,
+                        at,
+                        None::<String>,
+                        required_approvals,
+                        None::<String>,
+                        None::<String>,
+                        None::<i64>,
+                        None::<i64>,
+                    ])?;
                 event(l, "CREATED", "alice", None, "PENDING_APPROVAL", at)?;
             }
             1 => {

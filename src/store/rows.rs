@@ -1,4 +1,5 @@
-//! Conversions between domain values and stored rows.
+//! Conversions between domain values and stored rows, and the reads and writes of a
+//! deployment row and its events that every deployment write runs (`statements`).
 
 use chrono::DateTime;
 use uuid::Uuid;

@@ -1908,3 +1908,77 @@ async fn a_url_of_another_engine_is_refused_by_its_scheme() {
     );
     assert!(!err.contains("hunter2"), "no password in the error: {err}");
 }
+
+/// Each statement a deployment write runs is one step down an index: no table scan, and
+/// an approval's count reads its deployment's events, not every APPROVED event there is.
+#[tokio::test]
+async fn every_write_statement_is_one_step_down_an_index() {
+    use shiplog::store::statements as sql;
+    use sqlx::Row;
+    let (db, _store) = fresh().await;
+    let mut conn = db.raw().await;
+    let statements = [
+        (
+            "DEPLOYMENT",
+            &sql::DEPLOYMENT,
+            "sqlite_autoindex_deployments_1",
+        ),
+        (
+            "UPDATE_STATUS",
+            &sql::UPDATE_STATUS,
+            "sqlite_autoindex_deployments_1",
+        ),
+        (
+            "APPROVERS",
+            &sql::APPROVERS,
+            "deployment_events_by_deployment",
+        ),
+        (
+            "OTHER_STARTED",
+            &sql::OTHER_STARTED,
+            "deployments_by_service_environment_status",
+        ),
+        (
+            "NEWER_SUCCEEDED",
+            &sql::NEWER_SUCCEEDED,
+            "deployments_by_service_environment_status",
+        ),
+        (
+            "ENVIRONMENT",
+            &sql::ENVIRONMENT,
+            "sqlite_autoindex_environments_1",
+        ),
+        (
+            "START_TIMEOUT",
+            &sql::START_TIMEOUT,
+            "sqlite_autoindex_environments_1",
+        ),
+        (
+            "FREEZE_WINDOWS_OF",
+            &sql::FREEZE_WINDOWS_OF,
+            "freeze_windows_in_force",
+        ),
+        (
+            "TARGET",
+            &sql::TARGET,
+            "sqlite_autoindex_deployment_targets_1",
+        ),
+    ];
+    for (name, statement, index) in statements {
+        // The statements are the store's own constants, with nothing interpolated.
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            statement.sqlite()
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("a plan")
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{name} uses {index}: {plan}");
+        assert!(!plan.contains("SCAN"), "{name} scans nothing: {plan}");
+    }
+    conn.close().await.expect("close");
+}
