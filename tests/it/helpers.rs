@@ -401,3 +401,17 @@ impl RefusingPort {
         }
     }
 }
+
+/// SQLite's plan of one of the store's own statements (its values unbound), a step per
+/// line. The statement is a constant of the store's, with nothing interpolated into it.
+pub async fn query_plan(conn: &mut sqlx::SqliteConnection, sql: &str) -> String {
+    use sqlx::Row;
+    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+        .fetch_all(conn)
+        .await
+        .expect("a plan")
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

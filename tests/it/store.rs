@@ -1914,7 +1914,6 @@ async fn a_url_of_another_engine_is_refused_by_its_scheme() {
 #[tokio::test]
 async fn every_write_statement_is_one_step_down_an_index() {
     use shiplog::store::statements as sql;
-    use sqlx::Row;
     let (db, _store) = fresh().await;
     let mut conn = db.raw().await;
     let statements = [
@@ -1965,18 +1964,7 @@ async fn every_write_statement_is_one_step_down_an_index() {
         ),
     ];
     for (name, statement, index) in statements {
-        // The statements are the store's own constants, with nothing interpolated.
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            statement.sqlite()
-        )))
-        .fetch_all(&mut conn)
-        .await
-        .expect("a plan")
-        .iter()
-        .map(|row| row.get::<String, _>("detail"))
-        .collect();
-        let plan = plan.join("\n");
+        let plan = crate::helpers::query_plan(&mut conn, statement.sqlite()).await;
         assert!(plan.contains(index), "{name} uses {index}: {plan}");
         assert!(!plan.contains("SCAN"), "{name} scans nothing: {plan}");
     }

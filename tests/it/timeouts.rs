@@ -494,25 +494,14 @@ async fn an_outcome_that_commits_first_wins_over_the_timeout() {
 
 #[tokio::test]
 async fn the_next_deadline_is_one_step_down_its_index() {
-    use sqlx::{Connection, Row};
+    use sqlx::Connection;
     let db = TestDb::sqlite();
     db.open().await.close().await.expect("close");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db.path());
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
         .await
         .expect("a plain connection");
-    // The statement is the store's own constant, with nothing interpolated into it.
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN QUERY PLAN {}",
-        shiplog::store::NEXT_START_DEADLINE
-    )))
-    .fetch_all(&mut conn)
-    .await
-    .expect("a plan")
-    .iter()
-    .map(|row| row.get::<String, _>("detail"))
-    .collect();
-    let plan = plan.join("\n");
+    let plan = crate::helpers::query_plan(&mut conn, shiplog::store::NEXT_START_DEADLINE).await;
     assert!(
         plan.contains("deployments_start_deadlines"),
         "uses the partial index: {plan}"
