@@ -3,8 +3,8 @@
 # the project's cheap client (bench/src/bin/fanout-client.rs) instead of fanout.mjs, in
 # alternating rounds (shiplog, peer, shiplog, peer, ...). fanout.mjs spends about 25 us of
 # one Node thread per message, which puts a floor of 30-38 ms under either server's p99 at
-# 1,000 subscribers (BENCHMARKS.md); this client does not, so the ratio it prints is the
-# servers'.
+# 1,000 subscribers (BENCHMARKS.md). This client's own floor is about 18 ms there (against
+# fanout-floor), so the ratio it prints is an upper bound on the servers' own.
 #
 #   bash scripts/fanout-side-by-side.sh [--rounds 3] [--subs 1000] [--rate 10] [--seconds 10]
 #
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --subs | --rate | --seconds | --warmup-s) pass+=("$1" "$2"); shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "fanout-side-by-side: unknown option $1" >&2; exit 2 ;;
   esac
 done
